@@ -1,0 +1,115 @@
+// The one pybind11 module: plain structs in, kernels run with the GIL released.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "fusekit/launch_plan.h"
+#include "fusekit/optim_step.h"
+
+namespace py = pybind11;
+using namespace fusekit;
+
+template <class Rule> void def_step(py::module_& m, const char* name) {
+  m.def(name, &optimizer_step<Rule>, py::arg("args"), py::arg("hyper"),
+        py::call_guard<py::gil_scoped_release>());
+}
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fusekit kernels (raw pointers in; see python/fusekit/_backend.py)";
+
+  py::class_<StepArgs>(m, "StepArgs")
+      .def(py::init<>())
+      .def_readwrite("device", &StepArgs::device)
+      .def_readwrite("stream", &StepArgs::stream)
+      .def_readwrite("num_threads", &StepArgs::num_threads)
+      .def_property("dtype", [](const StepArgs& a) { return static_cast<int>(a.dtype); },
+                    [](StepArgs& a, int d) {
+                      if (d < 0 || d > 3) throw py::value_error("unknown dtype code");
+                      a.dtype = static_cast<DType>(d);
+                    })
+      .def_readwrite("nslots", &StepArgs::nslots)
+      .def_readwrite("count", &StepArgs::count)
+      .def_readwrite("ptrs", &StepArgs::ptrs)
+      .def_readwrite("numels", &StepArgs::numels)
+      .def_readwrite("steps", &StepArgs::steps)
+      .def_readwrite("mu_products", &StepArgs::mu_products)
+      .def_readwrite("first", &StepArgs::first)
+      .def_readwrite("lr", &StepArgs::lr)
+      .def_readwrite("lr_ptr", &StepArgs::lr_ptr)
+      .def_readwrite("grad_scale", &StepArgs::grad_scale)
+      .def_readwrite("found_inf", &StepArgs::found_inf)
+      .def_readwrite("capturable", &StepArgs::capturable);
+
+  py::class_<SGDHyper>(m, "SGDHyper")
+      .def(py::init<>())
+      .def_readwrite("momentum", &SGDHyper::momentum)
+      .def_readwrite("dampening", &SGDHyper::dampening)
+      .def_readwrite("weight_decay", &SGDHyper::weight_decay)
+      .def_readwrite("nesterov", &SGDHyper::nesterov)
+      .def_readwrite("maximize", &SGDHyper::maximize);
+  py::class_<AdamHyper>(m, "AdamHyper")
+      .def(py::init<>())
+      .def_readwrite("beta1", &AdamHyper::beta1)
+      .def_readwrite("beta2", &AdamHyper::beta2)
+      .def_readwrite("eps", &AdamHyper::eps)
+      .def_readwrite("weight_decay", &AdamHyper::weight_decay)
+      .def_readwrite("amsgrad", &AdamHyper::amsgrad)
+      .def_readwrite("maximize", &AdamHyper::maximize)
+      .def_readwrite("decoupled", &AdamHyper::decoupled)
+      .def_readwrite("folded", &AdamHyper::folded);
+  py::class_<NAdamHyper>(m, "NAdamHyper")
+      .def(py::init<>())
+      .def_readwrite("beta1", &NAdamHyper::beta1)
+      .def_readwrite("beta2", &NAdamHyper::beta2)
+      .def_readwrite("eps", &NAdamHyper::eps)
+      .def_readwrite("weight_decay", &NAdamHyper::weight_decay)
+      .def_readwrite("momentum_decay", &NAdamHyper::momentum_decay)
+      .def_readwrite("decoupled", &NAdamHyper::decoupled)
+      .def_readwrite("maximize", &NAdamHyper::maximize)
+      .def_readwrite("folded", &NAdamHyper::folded);
+  py::class_<RMSpropHyper>(m, "RMSpropHyper")
+      .def(py::init<>())
+      .def_readwrite("alpha", &RMSpropHyper::alpha)
+      .def_readwrite("eps", &RMSpropHyper::eps)
+      .def_readwrite("weight_decay", &RMSpropHyper::weight_decay)
+      .def_readwrite("momentum", &RMSpropHyper::momentum)
+      .def_readwrite("centered", &RMSpropHyper::centered)
+      .def_readwrite("maximize", &RMSpropHyper::maximize)
+      .def_readwrite("eps_in_sqrt", &RMSpropHyper::eps_in_sqrt)
+      .def_readwrite("lr_in_momentum", &RMSpropHyper::lr_in_momentum);
+  py::class_<AdagradHyper>(m, "AdagradHyper")
+      .def(py::init<>())
+      .def_readwrite("lr_decay", &AdagradHyper::lr_decay)
+      .def_readwrite("weight_decay", &AdagradHyper::weight_decay)
+      .def_readwrite("eps", &AdagradHyper::eps)
+      .def_readwrite("maximize", &AdagradHyper::maximize);
+
+  def_step<SGDRule>(m, "sgd_step");
+  def_step<AdamRule>(m, "adam_step");
+  def_step<NAdamRule>(m, "nadam_step");
+  def_step<RMSpropRule>(m, "rmsprop_step");
+  def_step<AdagradRule>(m, "adagrad_step");
+
+  m.def("chunk_elems", [](int d) { return chunk_elems(static_cast<DType>(d)); });
+  m.def("build_chunks", [](const std::vector<int64_t>& numels, int64_t chunk) {
+    std::vector<std::tuple<int64_t, int64_t, int64_t>> out;
+    for (const Chunk& c : build_chunks(numels.data(), static_cast<int64_t>(numels.size()), chunk))
+      out.emplace_back(c.tensor, c.start, c.len);
+    return out;
+  });
+  m.def("plan_launches", [](const std::vector<int64_t>& numels, int64_t chunk, int max_tensors, int max_chunks) {
+    py::list out;
+    for (const LaunchBatch& b :
+         plan_launches(numels.data(), static_cast<int64_t>(numels.size()), chunk, max_tensors, max_chunks)) {
+      py::list chunks;
+      for (const Chunk& c : b.chunks) chunks.append(py::make_tuple(c.tensor, c.start, c.len));
+      out.append(py::make_tuple(b.tensors, chunks));
+    }
+    return out;
+  });
+  m.def("cpu_isa", &cpu_isa);
+  m.def("cuda_built", &cuda_built);
+  m.def("cuda_device_count", &cuda_device_count);
+  m.attr("compiler") = FK_COMPILER;
+  m.attr("cuda_version") = FK_CUDA_VERSION;
+  m.attr("cuda_archs") = FK_CUDA_ARCHS;
+}

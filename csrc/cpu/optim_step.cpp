@@ -1,0 +1,113 @@
+// Host side of the fused optimizer step: checks the call, advances the per-tensor scalar
+// state (step, mu_product) once per tensor, computes the per-tensor coefficients with the
+// rule's own coeffs() and hands the chunk table to the ISA-specific loop or to CUDA.
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cpu/optim_job.h"
+#include "fusekit/host_coeffs.h"
+#include "fusekit/optim_step.h"
+
+namespace fusekit {
+namespace {
+
+constexpr int64_t kChunkBytes = 64 * 1024;
+constexpr int64_t kSerialElems = 32 * 1024;  // below this, threads cost more than they save
+
+void check_args(const StepArgs& a, int min_slots) {
+  if (a.count < 0) throw std::invalid_argument("tensor count must be non-negative");
+  if (a.nslots < min_slots || a.nslots > kMaxSlots)
+    throw std::invalid_argument("expected " + std::to_string(min_slots) + " to " +
+                                std::to_string(kMaxSlots) + " tensor slots, got " + std::to_string(a.nslots));
+  if (static_cast<int64_t>(a.ptrs.size()) != a.nslots * a.count)
+    throw std::invalid_argument("pointer table size does not match nslots * count");
+  if (static_cast<int64_t>(a.numels.size()) != a.count)
+    throw std::invalid_argument("numels size does not match count");
+  for (auto* v : {&a.steps, &a.mu_products})
+    if (!v->empty() && static_cast<int64_t>(v->size()) != a.count)
+      throw std::invalid_argument("per-tensor state pointers do not match count");
+  if (!a.first.empty() && static_cast<int64_t>(a.first.size()) != a.count)
+    throw std::invalid_argument("first-step flags do not match count");
+  for (int64_t i = 0; i < a.count; ++i) {
+    if (a.numels[i] < 0) throw std::invalid_argument("negative numel");
+    for (int k = 0; k < a.nslots; ++k)
+      if (a.numels[i] > 0 && a.ptrs[k * a.count + i] == 0)
+        throw std::invalid_argument("null data pointer for a non-empty tensor");
+  }
+}
+
+cpu::Isa g_isa() { return cpu::detect_isa(); }
+
+template <class Rule> void run_isa(const cpu::CpuJob& job) {
+  switch (g_isa()) {
+#ifdef FK_HAVE_ISA_AVX512
+    case cpu::Isa::Avx512: return cpu::avx512::run_job<Rule>(job);
+#endif
+#ifdef FK_HAVE_ISA_AVX2
+    case cpu::Isa::Avx2: return cpu::avx2::run_job<Rule>(job);
+#endif
+    default: return cpu::scalar::run_job<Rule>(job);
+  }
+}
+
+template <class Rule>
+void cpu_step(const StepArgs& a, const typename Rule::Hyper& h) {
+  if (a.found_inf && *reinterpret_cast<const float*>(a.found_inf) != 0.f) return;
+  dispatch_dtype(a.dtype, [&](auto s) {
+    using T = compute_t<decltype(s)>;
+    const auto coeffs = advance_on_host<Rule, T>(a, h);
+    const std::vector<Chunk> chunks = build_chunks(a.numels.data(), a.count, chunk_elems(a.dtype));
+    int64_t total = 0;
+    for (int64_t n : a.numels) total += n;
+    const cpu::CpuJob job{a.dtype, Rule::variant(h), a.nslots, a.count, a.ptrs.data(), coeffs.data(),
+                          reinterpret_cast<const float*>(a.grad_scale), chunks.data(),
+                          static_cast<int64_t>(chunks.size()), total < kSerialElems ? 1 : a.num_threads};
+    run_isa<Rule>(job);
+  });
+}
+
+}  // namespace
+
+int64_t chunk_elems(DType dtype) { return kChunkBytes / dtype_size(dtype); }
+
+template <class Rule> void optimizer_step(const StepArgs& a, const typename Rule::Hyper& h) {
+  check_args(a, Rule::slots(Rule::variant(h)));
+  if (a.nslots != Rule::slots(Rule::variant(h)))
+    throw std::invalid_argument("slot count does not match the optimizer's options");
+  if (a.device >= 0) {
+#ifdef FK_WITH_CUDA
+    return cuda::optimizer_step<Rule>(a, h);
+#else
+    throw std::runtime_error("fusekit was built without CUDA kernels");
+#endif
+  }
+  if (a.capturable && a.lr_ptr) throw std::invalid_argument("lr_ptr is only used on CUDA");
+  cpu_step<Rule>(a, h);
+}
+
+template void optimizer_step<SGDRule>(const StepArgs&, const SGDHyper&);
+template void optimizer_step<AdamRule>(const StepArgs&, const AdamHyper&);
+template void optimizer_step<NAdamRule>(const StepArgs&, const NAdamHyper&);
+template void optimizer_step<RMSpropRule>(const StepArgs&, const RMSpropHyper&);
+template void optimizer_step<AdagradRule>(const StepArgs&, const AdagradHyper&);
+
+const char* cpu_isa() { return cpu::isa_name(cpu::detect_isa()); }
+
+bool cuda_built() {
+#ifdef FK_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int cuda_device_count() {
+#ifdef FK_WITH_CUDA
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
+}  // namespace fusekit

@@ -1,0 +1,17 @@
+// A small persistent std::thread pool. fusekit does not use OpenMP: torch ships its own
+// libgomp, and a second runtime would double the threads (DESIGN.md §2.3).
+#pragma once
+#include <cstdint>
+
+namespace fusekit::cpu {
+
+// Runs fn(ctx, task) for task in [0, ntasks) on up to num_threads threads (the caller is
+// one of them); tasks are handed out dynamically. Returns when all are done.
+using TaskFn = void (*)(void* ctx, int64_t task);
+void parallel_for(int num_threads, int64_t ntasks, TaskFn fn, void* ctx);
+
+template <class F> void parallel_for(int num_threads, int64_t ntasks, F& f) {
+  parallel_for(num_threads, ntasks, [](void* c, int64_t t) { (*static_cast<F*>(c))(t); }, &f);
+}
+
+}  // namespace fusekit::cpu

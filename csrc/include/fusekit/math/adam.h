@@ -1,0 +1,62 @@
+// Adam / AdamW (torch.optim.Adam's for-loop semantics, decoupled = AdamW):
+//   g = maximize ? -g : g;  decoupled ? p *= 1 - lr*wd : g += wd*p
+//   m = lerp(m, g, 1-b1);   v = b2*v + (1-b2)*g^2;   vmax = max(vmax, v) if amsgrad
+//   p += -(lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
+// folded (DESIGN.md §3, Kingma & Ba §2): p -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
+#pragma once
+#include "fusekit/math/common.h"
+
+namespace fusekit {
+
+struct AdamHyper {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  bool amsgrad = false, maximize = false, decoupled = false, folded = false;
+};
+
+template <class T> struct AdamCoeffs {
+  T one_minus_beta1, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step, decay, weight_decay;
+  bool maximize, decoupled, use_wd, folded;
+};
+
+struct AdamRule {
+  using Hyper = AdamHyper;
+  template <class T> using Coeffs = AdamCoeffs<T>;
+  static constexpr int kVariants = 2;  // amsgrad adds max_exp_avg_sq
+  static int variant(const Hyper& h) { return h.amsgrad ? 1 : 0; }
+  static constexpr int slots(int v) { return v ? 5 : 4; }
+
+  FK_HOST_DEVICE static void advance(const Hyper&, StepState& s) { s.step += 1.f; }
+
+  // The scalar math is done in double, as torch does it in Python floats.
+  template <class T> FK_HOST_DEVICE static Coeffs<T> coeffs(const Hyper& h, double lr, const StepState& s) {
+    const double t = s.step;
+    const double bc1 = 1.0 - pow(h.beta1, t);
+    const double bc2_sqrt = sqrt(1.0 - pow(h.beta2, t));
+    const double step_size = h.folded ? lr * bc2_sqrt / bc1 : lr / bc1;
+    return {T(1.0 - h.beta1), T(h.beta2), T(1.0 - h.beta2), T(bc2_sqrt), T(h.eps), T(-step_size),
+            T(1.0 - lr * h.weight_decay), T(h.weight_decay),
+            h.maximize, h.decoupled, h.weight_decay != 0, h.folded};
+  }
+
+  template <int V, class T> FK_HOST_DEVICE static void apply(const Coeffs<T>& c, T* x) {
+    T p = x[kParam];
+    T g = c.maximize ? -x[kGrad] : x[kGrad];
+    if (c.use_wd) {
+      if (c.decoupled) p = p * c.decay;
+      else g = g + c.weight_decay * p;
+    }
+    const T m = lerp(x[kState0], g, c.one_minus_beta1);
+    const T v = x[kState1] * c.beta2 + c.one_minus_beta2 * g * g;
+    T vv = v;
+    if constexpr (V == 1) {
+      vv = max_nan(x[kState2], v);
+      x[kState2] = vv;
+    }
+    const T denom = c.folded ? fk_sqrt(vv) + c.eps : fk_sqrt(vv) / c.bc2_sqrt + c.eps;
+    x[kParam] = p + c.neg_step * m / denom;
+    x[kState0] = m;
+    x[kState1] = v;
+  }
+};
+
+}  // namespace fusekit

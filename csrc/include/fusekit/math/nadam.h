@@ -1,0 +1,78 @@
+// NAdam, torch.optim.NAdam's for-loop semantics (momentum-decay schedule):
+//   mu_t = b1 * (1 - 0.5 * 0.96^(t * momentum_decay)),  mu_product *= mu_t   (float32 state)
+//   m = lerp(m, g, 1-b1);  v = b2*v + (1-b2)*g^2;  denom = sqrt(v / (1-b2^t)) + eps
+//   p += -lr (1-mu_t) / (1-mu_product) * g / denom  -  lr mu_{t+1} / (1-mu_product mu_{t+1}) * m / denom
+// folded (DESIGN.md §3): p -= lr * sqrt(1-b2^t)/(1-b1^t) * (b1*m + (1-b1)*g) / (sqrt(v) + eps)
+#pragma once
+#include "fusekit/math/common.h"
+
+namespace fusekit {
+
+struct NAdamHyper {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0, momentum_decay = 4e-3;
+  bool decoupled = false, maximize = false, folded = false;
+};
+
+template <class T> struct NAdamCoeffs {
+  T beta1, one_minus_beta1, beta2, one_minus_beta2, bc2, eps, coef_g, coef_m, decay, weight_decay;
+  bool maximize, decoupled, use_wd, folded;
+};
+
+struct NAdamRule {
+  using Hyper = NAdamHyper;
+  template <class T> using Coeffs = NAdamCoeffs<T>;
+  static constexpr int kVariants = 1;
+  static int variant(const Hyper&) { return 0; }
+  static constexpr int slots(int) { return 4; }
+
+  FK_HOST_DEVICE static double mu(const Hyper& h, double t) {
+    return h.beta1 * (1.0 - 0.5 * pow(0.96, t * h.momentum_decay));
+  }
+  // torch multiplies the float32 mu_product tensor by the Python float mu.
+  FK_HOST_DEVICE static void advance(const Hyper& h, StepState& s) {
+    s.step += 1.f;
+    s.mu_product = s.mu_product * static_cast<float>(mu(h, s.step));
+  }
+
+  template <class T> FK_HOST_DEVICE static Coeffs<T> coeffs(const Hyper& h, double lr, const StepState& s) {
+    const double t = s.step;
+    const double bc2 = 1.0 - pow(h.beta2, t);
+    double coef_g, coef_m;
+    if (h.folded) {
+      const double b = sqrt(bc2) / (1.0 - pow(h.beta1, t));
+      coef_g = -lr * b * (1.0 - h.beta1);
+      coef_m = -lr * b * h.beta1;
+    } else {
+      const double mu_t = mu(h, t), mu_next = mu(h, t + 1.0);
+      const double mp = s.mu_product;
+      coef_g = -lr * (1.0 - mu_t) / (1.0 - mp);
+      coef_m = -lr * mu_next / (1.0 - mp * mu_next);
+    }
+    return {T(h.beta1), T(1.0 - h.beta1), T(h.beta2), T(1.0 - h.beta2), T(bc2), T(h.eps),
+            T(coef_g), T(coef_m), T(1.0 - lr * h.weight_decay), T(h.weight_decay),
+            h.maximize, h.decoupled, h.weight_decay != 0, h.folded};
+  }
+
+  template <int V, class T> FK_HOST_DEVICE static void apply(const Coeffs<T>& c, T* x) {
+    T p = x[kParam];
+    T g = c.maximize ? -x[kGrad] : x[kGrad];
+    if (c.use_wd) {
+      if (c.decoupled) p = p * c.decay;
+      else g = g + c.weight_decay * p;
+    }
+    const T m = lerp(x[kState0], g, c.one_minus_beta1);
+    const T v = x[kState1] * c.beta2 + c.one_minus_beta2 * g * g;
+    if (c.folded) {
+      // coef_g, coef_m already carry (1-b1) and b1: one division as in the formula.
+      x[kParam] = p + (c.coef_g * g + c.coef_m * m) / (fk_sqrt(v) + c.eps);
+    } else {
+      const T denom = fk_sqrt(v / c.bc2) + c.eps;
+      p = p + c.coef_g * g / denom;
+      x[kParam] = p + c.coef_m * m / denom;
+    }
+    x[kState0] = m;
+    x[kState1] = v;
+  }
+};
+
+}  // namespace fusekit

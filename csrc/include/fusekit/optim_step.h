@@ -1,0 +1,28 @@
+// Entry points of the fused optimizer steps (CPU or CUDA by StepArgs::device).
+#pragma once
+#include "fusekit/math/adagrad.h"
+#include "fusekit/math/adam.h"
+#include "fusekit/math/nadam.h"
+#include "fusekit/math/rmsprop.h"
+#include "fusekit/math/sgd.h"
+#include "fusekit/step_args.h"
+
+namespace fusekit {
+
+// Validates sizes, then applies Rule to every tensor of the list: advances the per-tensor
+// step state, reads grad_scale / found_inf, updates params and state in one pass.
+template <class Rule> void optimizer_step(const StepArgs& args, const typename Rule::Hyper& hyper);
+
+// Chunk length in elements for a dtype: a fixed byte size, so work is split by bytes.
+int64_t chunk_elems(DType dtype);
+
+const char* cpu_isa();
+bool cuda_built();
+int cuda_device_count();  // 0 without CUDA kernels, driver or device
+
+namespace cuda {
+template <class Rule> void optimizer_step(const StepArgs& args, const typename Rule::Hyper& hyper);
+int device_count();
+}  // namespace cuda
+
+}  // namespace fusekit

@@ -1,0 +1,80 @@
+"""Tensors -> raw kernel arguments (pointers, numels, dtype codes, device, stream).
+
+The C++/CUDA core never sees a torch.Tensor (DESIGN.md §2.1). Everything that can be
+checked is checked here, before any kernel writes memory.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _C
+
+DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+_REAL_OF_COMPLEX = {torch.complex64: torch.float32, torch.complex128: torch.float64}
+
+
+def cuda_available() -> bool:
+    """True when the CUDA kernels were built and a CUDA device is usable."""
+    return bool(_C.cuda_built()) and _C.cuda_device_count() > 0
+
+
+def build_info() -> dict:
+    """Compiler, CUDA version and archs of this build, and the CPU ISA chosen at run time."""
+    return {
+        "compiler": _C.compiler,
+        "cuda_built": bool(_C.cuda_built()),
+        "cuda_version": _C.cuda_version or None,
+        "cuda_archs": [a for a in _C.cuda_archs.split(",") if a],
+        "cuda_devices": _C.cuda_device_count(),
+        "cpu_isa": _C.cpu_isa(),
+        "torch": torch.__version__,
+    }
+
+
+def as_real(t: torch.Tensor) -> torch.Tensor:
+    """Complex tensors are updated element-wise as their real views, as torch does."""
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def real_dtype(dtype: torch.dtype) -> torch.dtype:
+    return _REAL_OF_COMPLEX.get(dtype, dtype)
+
+
+def is_dense(t: torch.Tensor) -> bool:
+    """Non-overlapping and dense: the elements fill [data_ptr, data_ptr + numel) exactly."""
+    if t.is_contiguous():
+        return True
+    dims = sorted((s, n) for s, n in zip(t.stride(), t.shape) if n != 1)
+    expected = 1
+    for stride, size in dims:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def flat_compatible(tensors: list[torch.Tensor]) -> bool:
+    """True when the tensors can be updated as flat arrays: all dense with one layout."""
+    first = tensors[0]
+    if all(t.is_contiguous() for t in tensors):
+        return True
+    return is_dense(first) and all(t.stride() == first.stride() for t in tensors[1:])
+
+
+def current_stream(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.current_stream(device).cuda_stream
+    return 0
+
+
+def device_index(device: torch.device) -> int:
+    if device.type == "cpu":
+        return -1
+    if device.type == "cuda":
+        if not cuda_available():
+            raise RuntimeError(
+                "fusekit was built without CUDA kernels or no CUDA device is usable; "
+                "rebuild with nvcc available (FUSEKIT_CUDA=1) to update CUDA tensors"
+            )
+        return device.index if device.index is not None else torch.cuda.current_device()
+    raise TypeError(f"fusekit kernels run on CPU and CUDA tensors, not on device '{device.type}'")

@@ -1,0 +1,9 @@
+"""Fused drop-ins for torch.optim: swap `torch.optim.X` for `fusekit.optim.X`."""
+from .adagrad import Adagrad
+from .adam import Adam, AdamW
+from ._base import FusedOptimizer
+from .nadam import NAdam
+from .rmsprop import RMSprop
+from .sgd import SGD
+
+__all__ = ["SGD", "Adam", "AdamW", "NAdam", "RMSprop", "Adagrad", "FusedOptimizer"]

@@ -1,0 +1,72 @@
+"""fusekit.optim.Adam and AdamW: torch.optim.Adam / AdamW in one fused pass."""
+from __future__ import annotations
+
+import torch
+
+from .. import _C
+from ._base import FusedOptimizer, check_betas, check_lr, check_nonneg
+
+
+class Adam(FusedOptimizer):
+    """Drop-in for torch.optim.Adam (torch 2.13 signature, defaults, state and semantics).
+
+    folded_bias_correction=True uses the source documents' form (DESIGN.md §3, Kingma &
+    Ba §2): theta -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps), i.e. eps is added
+    to sqrt(v) before bias correction instead of after. Math: csrc/include/fusekit/math/adam.h.
+    """
+
+    _kernel = "adam_step"
+
+    def __init__(self, params, lr: float | torch.Tensor = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None, decoupled_weight_decay: bool = False,
+                 folded_bias_correction: bool = False) -> None:
+        check_lr(lr)
+        check_nonneg(epsilon=eps, weight_decay=weight_decay)
+        betas = check_betas(betas)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, foreach=foreach, capturable=capturable,
+                        differentiable=differentiable, fused=fused,
+                        decoupled_weight_decay=decoupled_weight_decay,
+                        folded_bias_correction=folded_bias_correction)
+        super().__init__(params, defaults)
+
+    def _state_names(self, group):
+        return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
+
+    def _init_state(self, p, group, state):
+        if len(state) == 0:
+            state["step"] = torch.tensor(0.0, dtype=torch.float32)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        if group["amsgrad"] and "max_exp_avg_sq" not in state:
+            state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _hyper(self, group):
+        h = _C.AdamHyper()
+        h.beta1, h.beta2 = (float(b) for b in group["betas"])
+        h.eps = float(group["eps"])
+        h.weight_decay = float(group["weight_decay"])
+        h.amsgrad = bool(group["amsgrad"])
+        h.maximize = bool(group["maximize"])
+        h.decoupled = bool(group["decoupled_weight_decay"])
+        h.folded = bool(group["folded_bias_correction"])
+        return h
+
+
+class AdamW(Adam):
+    """Drop-in for torch.optim.AdamW: Adam with decoupled weight decay (default 1e-2)."""
+
+    def __init__(self, params, lr: float | torch.Tensor = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None, folded_bias_correction: bool = False) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                         capturable=capturable, differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True, folded_bias_correction=folded_bias_correction)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True

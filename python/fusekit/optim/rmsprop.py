@@ -1,0 +1,57 @@
+"""fusekit.optim.RMSprop: torch.optim.RMSprop in one fused pass (torch has no fused RMSprop)."""
+from __future__ import annotations
+
+import torch
+
+from .. import _C
+from ._base import FusedOptimizer, check_lr, check_nonneg
+
+
+class RMSprop(FusedOptimizer):
+    """Drop-in for torch.optim.RMSprop (torch 2.13 signature, defaults, state and semantics).
+
+    The source documents' RMSProp (DESIGN.md §3) is reachable with
+    square_avg_init=1.0, eps_in_sqrt=True, lr_in_momentum=True:
+    v_0 = 1;  m <- momentum*m + lr/sqrt(v + eps) * g;  theta <- theta - m.
+    Each option can also be used alone. Math: csrc/include/fusekit/math/rmsprop.h.
+    """
+
+    _kernel = "rmsprop_step"
+
+    def __init__(self, params, lr: float | torch.Tensor = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0, momentum: float = 0, centered: bool = False, capturable: bool = False,
+                 foreach: bool | None = None, maximize: bool = False, differentiable: bool = False, *,
+                 square_avg_init: float = 0.0, eps_in_sqrt: bool = False, lr_in_momentum: bool = False) -> None:
+        check_lr(lr)
+        check_nonneg(epsilon=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha,
+                     square_avg_init=square_avg_init)
+        defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
+                        weight_decay=weight_decay, capturable=capturable, foreach=foreach, maximize=maximize,
+                        differentiable=differentiable, square_avg_init=square_avg_init,
+                        eps_in_sqrt=eps_in_sqrt, lr_in_momentum=lr_in_momentum)
+        super().__init__(params, defaults)
+
+    def _state_names(self, group):
+        return (["square_avg"] + (["momentum_buffer"] if group["momentum"] > 0 else [])
+                + (["grad_avg"] if group["centered"] else []))
+
+    def _init_state(self, p, group, state):
+        if len(state) == 0:
+            state["step"] = torch.zeros((), dtype=torch.float32)
+            state["square_avg"] = torch.full_like(p, group["square_avg_init"], memory_format=torch.preserve_format)
+        if group["momentum"] > 0 and "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        if group["centered"] and "grad_avg" not in state:
+            state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _hyper(self, group):
+        h = _C.RMSpropHyper()
+        h.alpha = float(group["alpha"])
+        h.eps = float(group["eps"])
+        h.weight_decay = float(group["weight_decay"])
+        h.momentum = float(group["momentum"])
+        h.centered = bool(group["centered"])
+        h.maximize = bool(group["maximize"])
+        h.eps_in_sqrt = bool(group["eps_in_sqrt"])
+        h.lr_in_momentum = bool(group["lr_in_momentum"])
+        return h
