@@ -1,0 +1,62 @@
+"""The CPU kernels give bitwise-identical results across runs, thread counts and ISAs."""
+import os
+import subprocess
+import sys
+
+import torch
+
+import fusekit
+import fusekit.optim as fo
+
+SCRIPT = r"""
+import torch, fusekit, fusekit.optim as fo, sys
+cases = [("Adam", dict(amsgrad=True, weight_decay=0.1)), ("NAdam", {}), ("RMSprop", dict(momentum=0.9, centered=True)),
+         ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)), ("Adagrad", {})]
+out = {"isa": fusekit.build_info()["cpu_isa"], "threads": torch.get_num_threads()}
+for name, kw in cases:
+    torch.manual_seed(0)
+    ps = [torch.nn.Parameter(torch.randn(n, dtype=d)) for n in (300001, 4097, 7)
+          for d in (torch.float32, torch.bfloat16, torch.float16, torch.float64)]
+    opt = getattr(fo, name)(ps, **kw)
+    for s in range(3):
+        g = torch.Generator().manual_seed(s)
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g).to(p.dtype)
+        opt.step()
+    out[name] = [p.detach() for p in ps]
+torch.save(out, sys.argv[1])
+"""
+
+
+def run(tmp_path, env):
+    out = tmp_path / f"{env.get('FUSEKIT_CPU_ISA', 'best')}-{env['OMP_NUM_THREADS']}.pt"
+    subprocess.run([sys.executable, "-c", SCRIPT, str(out)], env={**os.environ, **env}, check=True)
+    return torch.load(out)
+
+
+def test_bitwise_across_isas_and_threads(tmp_path):
+    base = run(tmp_path, {"OMP_NUM_THREADS": "2"})
+    assert base["threads"] == 2
+    isas = {base["isa"]}
+    for env in ({"OMP_NUM_THREADS": "1"}, {"FUSEKIT_CPU_ISA": "scalar", "OMP_NUM_THREADS": "2"},
+                {"FUSEKIT_CPU_ISA": "avx2", "OMP_NUM_THREADS": "1"}):
+        other = run(tmp_path, env)
+        isas.add(other["isa"])
+        for name in ("Adam", "NAdam", "RMSprop", "SGD", "Adagrad"):
+            for a, b in zip(base[name], other[name]):
+                assert torch.equal(a, b), (name, env)
+    assert "scalar" in isas
+
+
+def test_threads_follow_torch_setting():
+    torch.manual_seed(0)
+    results = []
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        p = torch.nn.Parameter(torch.linspace(-1, 1, 1_000_003))
+        opt = fo.AdamW([p], lr=0.1)
+        p.grad = torch.sin(torch.arange(p.numel(), dtype=torch.float32))
+        opt.step()
+        results.append(p.detach().clone())
+    assert torch.equal(results[0], results[1])
+    assert fusekit.build_info()["cpu_isa"] in ("scalar", "avx2", "avx512")
