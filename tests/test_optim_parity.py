@@ -90,3 +90,23 @@ def test_closure_hooks_add_param_group_zero_grad(name):
     assert calls == ["pre", "post"] * 6
     ours.zero_grad()
     assert all(p.grad is None for p in pb)
+
+
+def test_global_hooks_and_profiler_label():
+    import fusekit.optim as fo
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = fo.Adam([p])
+    seen = []
+    h1 = register_optimizer_step_pre_hook(lambda o, a, k: seen.append(("pre", type(o).__name__)))
+    h2 = register_optimizer_step_post_hook(lambda o, a, k: seen.append(("post", type(o).__name__)))
+    try:
+        p.grad = torch.ones(3)
+        with torch.profiler.profile() as prof:
+            opt.step()
+    finally:
+        h1.remove()
+        h2.remove()
+    assert seen == [("pre", "Adam"), ("post", "Adam")]
+    assert any(e.name == "Optimizer.step#Adam.step" for e in prof.events())

@@ -12,22 +12,31 @@ void run_chunk(const typename Rule::template Coeffs<compute_t<S>>& c, S* const* 
                compute_t<S> scale) {
   using T = compute_t<S>;
   constexpr int K = Rule::slots(V);
-  S* p[K];
-  for (int k = 0; k < K; ++k) p[k] = base[k];
-  const auto coeffs = c;  // a local copy: the compiler sees it cannot alias the tensors
+  // Separate pointer variables, not an array, and a local copy of the coefficients: GCC
+  // vectorizes only loads through pointers it sees are loop-invariant.
+  S* const p0 = base[0];
+  S* const p1 = base[1];
+  S* const p2 = K > 2 ? base[2] : nullptr;
+  S* const p3 = K > 3 ? base[3] : nullptr;
+  S* const p4 = K > 4 ? base[4] : nullptr;
+  const auto coeffs = c;
 #pragma GCC ivdep
   for (int64_t i = 0; i < n; ++i) {
     T x[kMaxSlots];
-#pragma GCC unroll 5
-    for (int k = 0; k < K; ++k) x[k] = load(p[k], i);
+    x[0] = load(p0, i);
+    x[1] = load(p1, i);
+    if constexpr (K > 2) x[2] = load(p2, i);
+    if constexpr (K > 3) x[3] = load(p3, i);
+    if constexpr (K > 4) x[4] = load(p4, i);
     if constexpr (Unscale) {
       x[kGrad] = x[kGrad] / scale;
-      store(p[kGrad], i, x[kGrad]);
+      store(p1, i, x[kGrad]);
     }
     Rule::template apply<V>(coeffs, x);
-    store(p[kParam], i, x[kParam]);
-#pragma GCC unroll 5
-    for (int k = kState0; k < K; ++k) store(p[k], i, x[k]);
+    store(p0, i, x[0]);
+    if constexpr (K > 2) store(p2, i, x[2]);
+    if constexpr (K > 3) store(p3, i, x[3]);
+    if constexpr (K > 4) store(p4, i, x[4]);
   }
 }
 

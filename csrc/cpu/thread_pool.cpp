@@ -11,12 +11,22 @@
 namespace fusekit::cpu {
 namespace {
 
+constexpr int kSpins = 20000;  // ~50-100 us
+
+inline void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
 struct Pool {
   std::mutex run_mu;  // one job at a time (calls from several Python threads queue here)
   std::mutex mu;
   std::condition_variable wake, done;
   std::vector<std::thread> workers;
-  uint64_t generation = 0;
+  std::atomic<uint64_t> generation{0};
   int active = 0;  // workers taking part in the current job
   int busy = 0;    // of those, still working
   TaskFn fn = nullptr;
@@ -31,10 +41,13 @@ struct Pool {
   void worker(int id) {
     uint64_t seen = 0;
     for (;;) {
+      // Spin briefly before sleeping: optimizer steps come in quick succession, and a
+      // condition-variable wake-up costs tens of microseconds.
+      for (int spin = 0; spin < kSpins && generation.load(std::memory_order_acquire) == seen; ++spin) pause();
       {
         std::unique_lock<std::mutex> lk(mu);
-        wake.wait(lk, [&] { return generation != seen; });
-        seen = generation;
+        wake.wait(lk, [&] { return generation.load(std::memory_order_relaxed) != seen; });
+        seen = generation.load(std::memory_order_relaxed);
         if (id >= active) continue;
       }
       drain();
@@ -60,7 +73,7 @@ struct Pool {
       fn = f; ctx = c; ntasks = n;
       next.store(0, std::memory_order_relaxed);
       active = helpers; busy = helpers;
-      ++generation;
+      generation.fetch_add(1, std::memory_order_release);
     }
     wake.notify_all();
     drain();

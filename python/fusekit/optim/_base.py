@@ -10,19 +10,17 @@ from itertools import chain
 
 import torch
 from torch.optim import Optimizer
+from torch.optim import optimizer as _torch_optimizer
 
 from .. import _C
-from .._backend import (
-    DTYPE_CODES,
-    as_real,
-    current_stream,
-    device_index,
-    flat_compatible,
-    real_dtype,
-)
+from .._backend import DTYPE_CODES, cuda_available, current_stream, device_index, flat_compatible, real_dtype
 
 _CPU = torch.device("cpu")
 _SCALAR_STATE = ("step", "mu_product")
+_SUPPORTED = frozenset(DTYPE_CODES) | {torch.complex64, torch.complex128}
+_CUDA_OK = cuda_available
+_GLOBAL_PRE_HOOKS = getattr(_torch_optimizer, "_global_optimizer_pre_hooks", {})
+_GLOBAL_POST_HOOKS = getattr(_torch_optimizer, "_global_optimizer_post_hooks", {})
 
 
 def check_impl_flags(name: str, defaults: dict) -> None:
@@ -110,8 +108,32 @@ class FusedOptimizer(Optimizer):
                         )
         super().load_state_dict(state_dict)
 
-    @torch.no_grad()
     def step(self, closure=None):
+        """One fused optimizer step (same contract as torch.optim.Optimizer.step)."""
+        # torch wraps step() in record_function + hooks (_patch_step_function); fusekit
+        # does the same here but enters record_function only while a profiler is
+        # running, which saves tens of microseconds per step on small models.
+        pre = chain(_GLOBAL_PRE_HOOKS.values(), self._optimizer_step_pre_hooks.values())
+        args, kwargs = (self,), ({} if closure is None else {"closure": closure})
+        for hook in pre:
+            result = hook(self, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(f"step pre-hook must return None or (args, kwargs), got {result}")
+                args, kwargs = result
+        if torch.autograd._profiler_enabled():
+            with torch.autograd.profiler.record_function(f"Optimizer.step#{type(self).__name__}.step"):
+                out = self._step(*args[1:], **kwargs)
+        else:
+            out = self._step(*args[1:], **kwargs)
+        self._optimizer_step_code()
+        for hook in chain(self._optimizer_step_post_hooks.values(), _GLOBAL_POST_HOOKS.values()):
+            hook(self, args, kwargs)
+        return out
+
+    step.hooked = True  # tells torch.optim.Optimizer not to wrap it again
+
+    def _step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -126,104 +148,132 @@ class FusedOptimizer(Optimizer):
             # Reading found_inf costs nothing on the CPU; on CUDA only when state must be
             # created, so a skipped first step creates none (e.g. SGD's momentum buffers).
             needs_state = any(len(self.state.get(p, ())) == 0 for _, ps in work for p in ps)
-            if (found_inf.device.type == "cpu" or needs_state) and float(found_inf) != 0.0:
+            if (found_inf.is_cpu or needs_state) and float(found_inf) != 0.0:
                 return loss
-        for group, params in work:
-            if params:
-                self._run_group(group, params, grad_scale, found_inf)
+        with torch.no_grad():
+            for group, params in work:
+                if params:
+                    self._run_group(group, params, grad_scale, found_inf)
         return loss
 
     # ---- internals ---------------------------------------------------------------------
     def _collect(self, gi: int, group: dict) -> list:
+        """Checks every parameter with a gradient; writes nothing. Cheap tensor properties
+        only (is_cuda, get_device), since this runs for every parameter on every step."""
         name = type(self).__name__
+        names = self._state_names(group)
+        states = self.state
         out = []
         for i, p in enumerate(group["params"]):
             g = p.grad
             if g is None:
                 continue
-            where = f"parameter {i} of param group {gi}"
+            pd = p.dtype
             if g.is_sparse:
-                raise RuntimeError(f"{name} does not support sparse gradients ({where})")
-            if real_dtype(p.dtype) not in DTYPE_CODES:
-                raise TypeError(f"{name}: {where} has dtype {p.dtype}; supported: float32, float64, "
-                                "float16, bfloat16 and complex64/complex128")
-            if g.dtype != p.dtype:
-                raise TypeError(f"{name}: gradient dtype {g.dtype} does not match dtype {p.dtype} of {where}")
+                raise RuntimeError(f"{name} does not support sparse gradients (parameter {i} of param group {gi})")
+            if pd not in _SUPPORTED:
+                raise TypeError(f"{name}: parameter {i} of param group {gi} has dtype {pd}; supported: float32, "
+                                "float64, float16, bfloat16 and complex64/complex128")
+            if g.dtype is not pd:
+                raise TypeError(f"{name}: gradient dtype {g.dtype} does not match dtype {pd} of parameter {i} "
+                                f"of param group {gi}")
             if g.shape != p.shape:
                 raise ValueError(f"{name}: gradient shape {tuple(g.shape)} does not match shape "
-                                 f"{tuple(p.shape)} of {where}")
-            if g.device != p.device:
-                raise ValueError(f"{name}: gradient is on {g.device} but {where} is on {p.device}; "
-                                 "one kernel call cannot mix devices")
-            device_index(p.device)
-            state = self.state.get(p)
+                                 f"{tuple(p.shape)} of parameter {i} of param group {gi}")
+            dev = p.get_device() if p.is_cuda else -1
+            if dev < 0:
+                if not p.is_cpu:
+                    device_index(p.device)  # raises: not a CPU or CUDA tensor
+            elif not _CUDA_OK():
+                device_index(p.device)  # raises: no CUDA kernels / device
+            if (g.get_device() if g.is_cuda else (-1 if g.is_cpu else -2)) != dev:
+                raise ValueError(f"{name}: gradient is on {g.device} but parameter {i} of param group {gi} is on "
+                                 f"{p.device}; one kernel call cannot mix devices")
+            state = states.get(p)
             if state:
-                for key in self._state_names(group):
+                for key in names:
                     t = state.get(key)
-                    if t is None:
-                        continue
-                    if t.shape != p.shape or t.dtype != p.dtype or t.device != p.device:
+                    if t is not None and (t.shape != p.shape or t.dtype is not pd or
+                                          (t.get_device() if t.is_cuda else -1) != dev):
                         raise ValueError(
-                            f"{name}: state {key!r} of {where} is {t.dtype} {tuple(t.shape)} on {t.device}; "
-                            f"expected {p.dtype} {tuple(p.shape)} on {p.device}"
-                        )
+                            f"{name}: state {key!r} of parameter {i} of param group {gi} is {t.dtype} "
+                            f"{tuple(t.shape)} on {t.device}; expected {pd} {tuple(p.shape)} on {p.device}")
             out.append(p)
         return out
 
     def _scalar_state(self, p: torch.Tensor, group: dict, state: dict, key: str) -> torch.Tensor:
         """step / mu_product as a float32 0-d tensor: on the param's CUDA device for
         capturable or fused groups (torch's convention), else on the CPU."""
-        on_device = p.device.type == "cuda" and (group.get("capturable") or group.get("fused"))
-        want = p.device if on_device else _CPU
         t = state[key]
-        if not (torch.is_tensor(t) and t.dtype == torch.float32 and t.device == want and t.dim() == 0):
-            t = torch.tensor(float(t), dtype=torch.float32, device=want)
-            state[key] = t
+        on_device = p.is_cuda and (group.get("capturable") or group.get("fused"))
+        if (torch.is_tensor(t) and t.dtype is torch.float32 and t.dim() == 0 and
+                (t.is_cuda and t.get_device() == p.get_device() if on_device else t.is_cpu)):
+            return t
+        t = torch.tensor(float(t), dtype=torch.float32, device=p.device if on_device else _CPU)
+        state[key] = t
         return t
 
     def _run_group(self, group: dict, params: list, grad_scale, found_inf) -> None:
         names = self._state_names(group)
+        states = self.state
         for p in params:
-            state = self.state[p]
-            self._init_state(p, group, state)
+            self._init_state(p, group, states[p])
         first = self._first_flags(params, group)
         buckets = defaultdict(list)
         for j, p in enumerate(params):
-            buckets[(p.device, real_dtype(p.dtype))].append(j)
+            buckets[(p.get_device() if p.is_cuda else -1, p.dtype)].append(j)
         hyper = self._hyper(group)
         kernel = getattr(_C, self._kernel)
-        for (device, dtype), idx in buckets.items():
-            ps = [params[j] for j in idx]
-            slots = [[as_real(p) for p in ps], [as_real(p.grad) for p in ps]]
-            slots += [[as_real(self.state[p][n]) for p in ps] for n in names]
-            staged = _stage(slots)
+        nslots = 2 + len(names)
+        for (dev, dtype), idx in buckets.items():
+            device = params[idx[0]].device
+            count = len(idx)
+            slots = [None] * (nslots * count)  # slot-major: all params, all grads, each state
+            staged = []
+            for c, j in enumerate(idx):
+                p = params[j]
+                st = states[p]
+                ts = [p, p.grad] + [st[n] for n in names]
+                if dtype.is_complex:
+                    ts = [torch.view_as_real(t) for t in ts]
+                if not flat_compatible(ts):
+                    staged.append(ts)
+                    ts = [t.contiguous() for t in ts]
+                    staged.append(ts)
+                for k, t in enumerate(ts):
+                    slots[k * count + c] = t
             args = _C.StepArgs()
-            args.device = device_index(device)
+            args.device = dev
             args.stream = current_stream(device)
             args.num_threads = torch.get_num_threads()
-            args.dtype = DTYPE_CODES[dtype]
-            args.nslots = len(slots)
-            args.count = len(ps)
-            args.ptrs = [t.data_ptr() for slot in slots for t in slot]
-            args.numels = [t.numel() for t in slots[0]]
+            args.dtype = DTYPE_CODES[real_dtype(dtype)]
+            args.nslots = nslots
+            args.count = count
+            args.ptrs = [t.data_ptr() for t in slots]
+            args.numels = [t.numel() for t in slots[:count]]
             if self._has_step:
-                steps = [self._scalar_state(p, group, self.state[p], "step") for p in ps]
+                steps = [self._scalar_state(params[j], group, states[params[j]], "step") for j in idx]
                 args.steps = [s.data_ptr() for s in steps]
-                args.capturable = steps[0].device.type == "cuda"
+                args.capturable = steps[0].is_cuda
             if self._has_mu_product:
-                args.mu_products = [self._scalar_state(p, group, self.state[p], "mu_product").data_ptr() for p in ps]
+                args.mu_products = [self._scalar_state(params[j], group, states[params[j]], "mu_product").data_ptr()
+                                    for j in idx]
             if first:
                 args.first = [first[j] for j in idx]
             keep = _set_lr(args, group["lr"], device)
             if grad_scale is not None:
-                gs = grad_scale.to(device=device, dtype=torch.float32)
-                args.grad_scale = gs.data_ptr()
-            if found_inf is not None and device.type == "cuda":
-                fi = found_inf.to(device=device, dtype=torch.float32)
-                args.found_inf = fi.data_ptr()
+                keep = (keep, grad_scale.to(device=device, dtype=torch.float32))
+                args.grad_scale = keep[1].data_ptr()
+            if found_inf is not None and dev >= 0:
+                keep = (keep, found_inf.to(device=device, dtype=torch.float32))
+                args.found_inf = keep[1].data_ptr()
             kernel(args, hyper)
             del keep
-            _unstage(slots, staged, write_grad=grad_scale is not None)
+            # Copy staged (non-dense) tensors back: param, state, and grad if it was unscaled.
+            for orig, tmp in zip(staged[0::2], staged[1::2]):
+                for k, (o, t) in enumerate(zip(orig, tmp)):
+                    if t is not o and (k != 1 or grad_scale is not None):
+                        o.copy_(t)
 
 
 def _set_lr(args, lr, device: torch.device):
@@ -237,25 +287,3 @@ def _set_lr(args, lr, device: torch.device):
         return None
     args.lr = float(lr)
     return None
-
-
-def _stage(slots: list) -> list:
-    """Tensors whose layouts differ (e.g. a strided view param) are updated through
-    contiguous copies; returns [(index, originals)] to copy back."""
-    staged = []
-    for j in range(len(slots[0])):
-        ts = [slot[j] for slot in slots]
-        if not flat_compatible(ts):
-            staged.append((j, ts))
-            for slot, t in zip(slots, ts):
-                slot[j] = t.contiguous()
-    return staged
-
-
-def _unstage(slots: list, staged: list, write_grad: bool) -> None:
-    for j, originals in staged:
-        for k, (slot, orig) in enumerate(zip(slots, originals)):
-            if k == 1 and not write_grad:
-                continue
-            if slot[j] is not orig:
-                orig.copy_(slot[j])

@@ -13,27 +13,26 @@ struct AdagradHyper {
 };
 
 template <class T> struct AdagradCoeffs {
-  T neg_clr, eps, weight_decay;
-  bool maximize, use_wd;
+  T sign, neg_clr, eps, weight_decay;
 };
 
 struct AdagradRule {
   using Hyper = AdagradHyper;
   template <class T> using Coeffs = AdagradCoeffs<T>;
-  static constexpr int kVariants = 1;
-  static int variant(const Hyper&) { return 0; }
+  static constexpr int kVariants = 2;  // bit 0: weight decay
+  static int variant(const Hyper& h) { return h.weight_decay != 0 ? 1 : 0; }
   static constexpr int slots(int) { return 3; }
 
   FK_HOST_DEVICE static void advance(const Hyper&, StepState& s) { s.step += 1.f; }
 
   template <class T> FK_HOST_DEVICE static Coeffs<T> coeffs(const Hyper& h, double lr, const StepState& s) {
     const double clr = lr / (1.0 + (static_cast<double>(s.step) - 1.0) * h.lr_decay);
-    return {T(-clr), T(h.eps), T(h.weight_decay), h.maximize, h.weight_decay != 0};
+    return {T(h.maximize ? -1.0 : 1.0), T(-clr), T(h.eps), T(h.weight_decay)};
   }
 
   template <int V, class T> FK_HOST_DEVICE static void apply(const Coeffs<T>& c, T* x) {
-    T g = c.maximize ? -x[kGrad] : x[kGrad];
-    if (c.use_wd) g = g + c.weight_decay * x[kParam];
+    T g = c.sign * x[kGrad];
+    if constexpr (V != 0) g = g + c.weight_decay * x[kParam];
     const T sum = x[kState0] + g * g;
     x[kState0] = sum;
     x[kParam] = x[kParam] + c.neg_clr * g / (fk_sqrt(sum) + c.eps);

@@ -14,45 +14,48 @@ struct AdamHyper {
 };
 
 template <class T> struct AdamCoeffs {
-  T one_minus_beta1, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step, decay, weight_decay;
-  bool maximize, decoupled, use_wd, folded;
+  T sign, one_minus_beta1, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step, decay, weight_decay;
 };
 
 struct AdamRule {
   using Hyper = AdamHyper;
   template <class T> using Coeffs = AdamCoeffs<T>;
-  static constexpr int kVariants = 2;  // amsgrad adds max_exp_avg_sq
-  static int variant(const Hyper& h) { return h.amsgrad ? 1 : 0; }
-  static constexpr int slots(int v) { return v ? 5 : 4; }
+  // bit 0: amsgrad (adds max_exp_avg_sq); bits 1-2: WeightDecay mode; bit 3: lerp weight >= 0.5
+  static constexpr int kVariants = 16;
+  static int variant(const Hyper& h) {
+    const int wd = h.weight_decay == 0 ? kNoDecay : (h.decoupled ? kDecoupled : kL2);
+    return (h.amsgrad ? 1 : 0) | (wd << 1) | (lerp_large(1.0 - h.beta1) ? 8 : 0);
+  }
+  static constexpr int slots(int v) { return (v & 1) ? 5 : 4; }
 
   FK_HOST_DEVICE static void advance(const Hyper&, StepState& s) { s.step += 1.f; }
 
-  // The scalar math is done in double, as torch does it in Python floats.
+  // The scalar math is done in double, as torch does it in Python floats. Folded: the
+  // bias correction moves into the step size and sqrt(v) is divided by exactly 1.
   template <class T> FK_HOST_DEVICE static Coeffs<T> coeffs(const Hyper& h, double lr, const StepState& s) {
     const double t = s.step;
     const double bc1 = 1.0 - pow(h.beta1, t);
     const double bc2_sqrt = sqrt(1.0 - pow(h.beta2, t));
     const double step_size = h.folded ? lr * bc2_sqrt / bc1 : lr / bc1;
-    return {T(1.0 - h.beta1), T(h.beta2), T(1.0 - h.beta2), T(bc2_sqrt), T(h.eps), T(-step_size),
-            T(1.0 - lr * h.weight_decay), T(h.weight_decay),
-            h.maximize, h.decoupled, h.weight_decay != 0, h.folded};
+    return {T(h.maximize ? -1.0 : 1.0), T(1.0 - h.beta1), T(h.beta2), T(1.0 - h.beta2),
+            T(h.folded ? 1.0 : bc2_sqrt), T(h.eps), T(-step_size), T(1.0 - lr * h.weight_decay),
+            T(h.weight_decay)};
   }
 
   template <int V, class T> FK_HOST_DEVICE static void apply(const Coeffs<T>& c, T* x) {
+    constexpr int kWd = (V >> 1) & 3;
     T p = x[kParam];
-    T g = c.maximize ? -x[kGrad] : x[kGrad];
-    if (c.use_wd) {
-      if (c.decoupled) p = p * c.decay;
-      else g = g + c.weight_decay * p;
-    }
-    const T m = lerp(x[kState0], g, c.one_minus_beta1);
+    T g = c.sign * x[kGrad];
+    if constexpr (kWd == kDecoupled) p = p * c.decay;
+    if constexpr (kWd == kL2) g = g + c.weight_decay * p;
+    const T m = lerp<(V & 8) != 0>(x[kState0], g, c.one_minus_beta1);
     const T v = x[kState1] * c.beta2 + c.one_minus_beta2 * g * g;
     T vv = v;
-    if constexpr (V == 1) {
+    if constexpr ((V & 1) != 0) {
       vv = max_nan(x[kState2], v);
       x[kState2] = vv;
     }
-    const T denom = c.folded ? fk_sqrt(vv) + c.eps : fk_sqrt(vv) / c.bc2_sqrt + c.eps;
+    const T denom = fk_sqrt(vv) / c.bc2_sqrt + c.eps;
     x[kParam] = p + c.neg_step * m / denom;
     x[kState0] = m;
     x[kState1] = v;

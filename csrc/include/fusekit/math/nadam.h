@@ -14,15 +14,18 @@ struct NAdamHyper {
 };
 
 template <class T> struct NAdamCoeffs {
-  T beta1, one_minus_beta1, beta2, one_minus_beta2, bc2, eps, coef_g, coef_m, decay, weight_decay;
-  bool maximize, decoupled, use_wd, folded;
+  T sign, one_minus_beta1, beta2, one_minus_beta2, bc2, eps, coef_g, coef_m, decay, weight_decay;
 };
 
 struct NAdamRule {
   using Hyper = NAdamHyper;
   template <class T> using Coeffs = NAdamCoeffs<T>;
-  static constexpr int kVariants = 1;
-  static int variant(const Hyper&) { return 0; }
+  // bit 0: folded; bits 1-2: WeightDecay mode; bit 3: lerp weight >= 0.5
+  static constexpr int kVariants = 16;
+  static int variant(const Hyper& h) {
+    const int wd = h.weight_decay == 0 ? kNoDecay : (h.decoupled ? kDecoupled : kL2);
+    return (h.folded ? 1 : 0) | (wd << 1) | (lerp_large(1.0 - h.beta1) ? 8 : 0);
+  }
   static constexpr int slots(int) { return 4; }
 
   FK_HOST_DEVICE static double mu(const Hyper& h, double t) {
@@ -38,7 +41,7 @@ struct NAdamRule {
     const double t = s.step;
     const double bc2 = 1.0 - pow(h.beta2, t);
     double coef_g, coef_m;
-    if (h.folded) {
+    if (h.folded) {  // (1-b1) and b1 folded into the coefficients
       const double b = sqrt(bc2) / (1.0 - pow(h.beta1, t));
       coef_g = -lr * b * (1.0 - h.beta1);
       coef_m = -lr * b * h.beta1;
@@ -48,22 +51,19 @@ struct NAdamRule {
       coef_g = -lr * (1.0 - mu_t) / (1.0 - mp);
       coef_m = -lr * mu_next / (1.0 - mp * mu_next);
     }
-    return {T(h.beta1), T(1.0 - h.beta1), T(h.beta2), T(1.0 - h.beta2), T(bc2), T(h.eps),
-            T(coef_g), T(coef_m), T(1.0 - lr * h.weight_decay), T(h.weight_decay),
-            h.maximize, h.decoupled, h.weight_decay != 0, h.folded};
+    return {T(h.maximize ? -1.0 : 1.0), T(1.0 - h.beta1), T(h.beta2), T(1.0 - h.beta2), T(bc2), T(h.eps),
+            T(coef_g), T(coef_m), T(1.0 - lr * h.weight_decay), T(h.weight_decay)};
   }
 
   template <int V, class T> FK_HOST_DEVICE static void apply(const Coeffs<T>& c, T* x) {
+    constexpr int kWd = (V >> 1) & 3;
     T p = x[kParam];
-    T g = c.maximize ? -x[kGrad] : x[kGrad];
-    if (c.use_wd) {
-      if (c.decoupled) p = p * c.decay;
-      else g = g + c.weight_decay * p;
-    }
-    const T m = lerp(x[kState0], g, c.one_minus_beta1);
+    T g = c.sign * x[kGrad];
+    if constexpr (kWd == kDecoupled) p = p * c.decay;
+    if constexpr (kWd == kL2) g = g + c.weight_decay * p;
+    const T m = lerp<(V & 8) != 0>(x[kState0], g, c.one_minus_beta1);
     const T v = x[kState1] * c.beta2 + c.one_minus_beta2 * g * g;
-    if (c.folded) {
-      // coef_g, coef_m already carry (1-b1) and b1: one division as in the formula.
+    if constexpr ((V & 1) != 0) {
       x[kParam] = p + (c.coef_g * g + c.coef_m * m) / (fk_sqrt(v) + c.eps);
     } else {
       const T denom = fk_sqrt(v / c.bc2) + c.eps;

@@ -14,31 +14,35 @@ struct SGDHyper {
 };
 
 template <class T> struct SGDCoeffs {
-  T neg_lr, momentum, one_minus_dampening, weight_decay;
-  bool first, nesterov, maximize, use_wd;
+  T sign, neg_lr, momentum, buf_decay, grad_weight, weight_decay;
 };
 
 struct SGDRule {
   using Hyper = SGDHyper;
   template <class T> using Coeffs = SGDCoeffs<T>;
-  static constexpr int kVariants = 2;  // 0: no momentum (p, g); 1: momentum (p, g, buf)
-  static int variant(const Hyper& h) { return h.momentum != 0 ? 1 : 0; }
-  static constexpr int slots(int v) { return v ? 3 : 2; }
+  // bit 0: momentum buffer (slots p, g, buf); bit 1: Nesterov; bit 2: weight decay
+  static constexpr int kVariants = 8;
+  static int variant(const Hyper& h) {
+    return (h.momentum != 0 ? 1 : 0) | (h.momentum != 0 && h.nesterov ? 2 : 0) | (h.weight_decay != 0 ? 4 : 0);
+  }
+  static constexpr int slots(int v) { return (v & 1) ? 3 : 2; }
 
   FK_HOST_DEVICE static void advance(const Hyper&, StepState&) {}
 
+  // The buffer is zero-filled before its first step, so first = (0 * 0 + 1 * g) = g exactly.
   template <class T> FK_HOST_DEVICE static Coeffs<T> coeffs(const Hyper& h, double lr, const StepState& s) {
-    return {T(-lr), T(h.momentum), T(1.0 - h.dampening), T(h.weight_decay),
-            s.first, h.nesterov, h.maximize, h.weight_decay != 0};
+    return {T(h.maximize ? -1.0 : 1.0), T(-lr), T(h.momentum), T(s.first ? 0.0 : h.momentum),
+            T(s.first ? 1.0 : 1.0 - h.dampening), T(h.weight_decay)};
   }
 
   template <int V, class T> FK_HOST_DEVICE static void apply(const Coeffs<T>& c, T* x) {
-    T g = c.maximize ? -x[kGrad] : x[kGrad];
-    if (c.use_wd) g = g + c.weight_decay * x[kParam];
-    if constexpr (V == 1) {
-      const T buf = c.first ? g : x[kState0] * c.momentum + c.one_minus_dampening * g;
+    T g = c.sign * x[kGrad];
+    if constexpr ((V & 4) != 0) g = g + c.weight_decay * x[kParam];
+    if constexpr ((V & 1) != 0) {
+      const T buf = x[kState0] * c.buf_decay + c.grad_weight * g;
       x[kState0] = buf;
-      g = c.nesterov ? g + c.momentum * buf : buf;
+      if constexpr ((V & 2) != 0) g = g + c.momentum * buf;
+      else g = buf;
     }
     x[kParam] = x[kParam] + c.neg_lr * g;
   }

@@ -1,0 +1,1 @@
+"""Benchmarks against torch in the same process: python -m fusekit.bench --help."""
