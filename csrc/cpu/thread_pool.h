@@ -6,7 +6,7 @@
 namespace fusekit::cpu {
 
 // Runs fn(ctx, task) for task in [0, ntasks) on up to num_threads threads (the caller is
-// one of them); tasks are handed out dynamically. Returns when all are done.
+// one of them), each thread running a contiguous range of tasks. Returns when all are done.
 using TaskFn = void (*)(void* ctx, int64_t task);
 void parallel_for(int num_threads, int64_t ntasks, TaskFn fn, void* ctx);
 
