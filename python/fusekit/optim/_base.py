@@ -34,6 +34,14 @@ def check_impl_flags(name: str, defaults: dict) -> None:
         raise ValueError(f"{name}: fused=True and foreach=True cannot be set together")
 
 
+def make_hyper(cls, **fields):
+    """A _C.*Hyper struct with the given fields (floats and bools from a param group)."""
+    h = cls()
+    for k, v in fields.items():
+        setattr(h, k, bool(v) if isinstance(v, bool) else float(v))
+    return h
+
+
 def check_lr(lr) -> None:
     if isinstance(lr, torch.Tensor) and lr.numel() != 1:
         raise ValueError("Tensor lr must be 1-element")

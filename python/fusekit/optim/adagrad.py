@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from ._base import FusedOptimizer, check_lr, check_nonneg
+from ._base import FusedOptimizer, make_hyper, check_lr, check_nonneg
 
 
 class Adagrad(FusedOptimizer):
@@ -43,9 +43,5 @@ class Adagrad(FusedOptimizer):
             state["sum"] = torch.full_like(p, init, memory_format=torch.preserve_format)
 
     def _hyper(self, group):
-        h = _C.AdagradHyper()
-        h.lr_decay = float(group["lr_decay"])
-        h.weight_decay = float(group["weight_decay"])
-        h.eps = float(group["eps"])
-        h.maximize = bool(group["maximize"])
-        return h
+        return make_hyper(_C.AdagradHyper, lr_decay=group["lr_decay"], weight_decay=group["weight_decay"],
+                          eps=group["eps"], maximize=group["maximize"])

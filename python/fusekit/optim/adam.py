@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from ._base import FusedOptimizer, check_betas, check_lr, check_nonneg
+from ._base import FusedOptimizer, make_hyper, check_betas, check_lr, check_nonneg
 
 
 class Adam(FusedOptimizer):
@@ -44,15 +44,10 @@ class Adam(FusedOptimizer):
             state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def _hyper(self, group):
-        h = _C.AdamHyper()
-        h.beta1, h.beta2 = (float(b) for b in group["betas"])
-        h.eps = float(group["eps"])
-        h.weight_decay = float(group["weight_decay"])
-        h.amsgrad = bool(group["amsgrad"])
-        h.maximize = bool(group["maximize"])
-        h.decoupled = bool(group["decoupled_weight_decay"])
-        h.folded = bool(group["folded_bias_correction"])
-        return h
+        b1, b2 = group["betas"]
+        return make_hyper(_C.AdamHyper, beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
+                          amsgrad=group["amsgrad"], maximize=group["maximize"],
+                          decoupled=group["decoupled_weight_decay"], folded=group["folded_bias_correction"])
 
 
 class AdamW(Adam):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from ._base import FusedOptimizer, check_betas, check_lr, check_nonneg
+from ._base import FusedOptimizer, make_hyper, check_betas, check_lr, check_nonneg
 
 
 class NAdam(FusedOptimizer):
@@ -43,12 +43,7 @@ class NAdam(FusedOptimizer):
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def _hyper(self, group):
-        h = _C.NAdamHyper()
-        h.beta1, h.beta2 = (float(b) for b in group["betas"])
-        h.eps = float(group["eps"])
-        h.weight_decay = float(group["weight_decay"])
-        h.momentum_decay = float(group["momentum_decay"])
-        h.decoupled = bool(group["decoupled_weight_decay"])
-        h.maximize = bool(group["maximize"])
-        h.folded = bool(group["folded_bias_correction"])
-        return h
+        b1, b2 = group["betas"]
+        return make_hyper(_C.NAdamHyper, beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
+                          momentum_decay=group["momentum_decay"], decoupled=group["decoupled_weight_decay"],
+                          maximize=group["maximize"], folded=group["folded_bias_correction"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from ._base import FusedOptimizer, check_lr, check_nonneg
+from ._base import FusedOptimizer, make_hyper, check_lr, check_nonneg
 
 
 class RMSprop(FusedOptimizer):
@@ -45,13 +45,6 @@ class RMSprop(FusedOptimizer):
             state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def _hyper(self, group):
-        h = _C.RMSpropHyper()
-        h.alpha = float(group["alpha"])
-        h.eps = float(group["eps"])
-        h.weight_decay = float(group["weight_decay"])
-        h.momentum = float(group["momentum"])
-        h.centered = bool(group["centered"])
-        h.maximize = bool(group["maximize"])
-        h.eps_in_sqrt = bool(group["eps_in_sqrt"])
-        h.lr_in_momentum = bool(group["lr_in_momentum"])
-        return h
+        return make_hyper(_C.RMSpropHyper, alpha=group["alpha"], eps=group["eps"], weight_decay=group["weight_decay"],
+                          momentum=group["momentum"], centered=group["centered"], maximize=group["maximize"],
+                          eps_in_sqrt=group["eps_in_sqrt"], lr_in_momentum=group["lr_in_momentum"])

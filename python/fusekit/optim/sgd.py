@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from ._base import FusedOptimizer, check_lr
+from ._base import FusedOptimizer, make_hyper, check_lr
 
 
 class SGD(FusedOptimizer):
@@ -47,10 +47,5 @@ class SGD(FusedOptimizer):
         return [self.state[p].pop("_fk_first", False) for p in params]
 
     def _hyper(self, group):
-        h = _C.SGDHyper()
-        h.momentum = float(group["momentum"])
-        h.dampening = float(group["dampening"])
-        h.weight_decay = float(group["weight_decay"])
-        h.nesterov = bool(group["nesterov"])
-        h.maximize = bool(group["maximize"])
-        return h
+        return make_hyper(_C.SGDHyper, momentum=group["momentum"], dampening=group["dampening"],
+                          weight_decay=group["weight_decay"], nesterov=group["nesterov"], maximize=group["maximize"])

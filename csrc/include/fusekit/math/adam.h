@@ -17,6 +17,18 @@ template <class T> struct AdamCoeffs {
   T sign, one_minus_beta1, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step, decay, weight_decay;
 };
 
+// The part Adam and NAdam share: maximize, L2 or decoupled weight decay, and the two
+// moment updates m = lerp(m, g, 1-b1), v = b2*v + (1-b2)*g^2. Updates p and g in place.
+template <int kWd, bool kLargeWeight, class C, class T>
+FK_HOST_DEVICE void adam_moments(const C& c, const T* x, T& p, T& g, T& m, T& v) {
+  p = x[kParam];
+  g = c.sign * x[kGrad];
+  if constexpr (kWd == kDecoupled) p = p * c.decay;
+  if constexpr (kWd == kL2) g = g + c.weight_decay * p;
+  m = lerp<kLargeWeight>(x[kState0], g, c.one_minus_beta1);
+  v = x[kState1] * c.beta2 + c.one_minus_beta2 * g * g;
+}
+
 struct AdamRule {
   using Hyper = AdamHyper;
   template <class T> using Coeffs = AdamCoeffs<T>;
@@ -43,13 +55,8 @@ struct AdamRule {
   }
 
   template <int V, class T> FK_HOST_DEVICE static void apply(const Coeffs<T>& c, T* x) {
-    constexpr int kWd = (V >> 1) & 3;
-    T p = x[kParam];
-    T g = c.sign * x[kGrad];
-    if constexpr (kWd == kDecoupled) p = p * c.decay;
-    if constexpr (kWd == kL2) g = g + c.weight_decay * p;
-    const T m = lerp<(V & 8) != 0>(x[kState0], g, c.one_minus_beta1);
-    const T v = x[kState1] * c.beta2 + c.one_minus_beta2 * g * g;
+    T p, g, m, v;
+    adam_moments<(V >> 1) & 3, (V & 8) != 0>(c, x, p, g, m, v);
     T vv = v;
     if constexpr ((V & 1) != 0) {
       vv = max_nan(x[kState2], v);

@@ -4,7 +4,7 @@
 //   p += -lr (1-mu_t) / (1-mu_product) * g / denom  -  lr mu_{t+1} / (1-mu_product mu_{t+1}) * m / denom
 // folded (DESIGN.md §3): p -= lr * sqrt(1-b2^t)/(1-b1^t) * (b1*m + (1-b1)*g) / (sqrt(v) + eps)
 #pragma once
-#include "fusekit/math/common.h"
+#include "fusekit/math/adam.h"
 
 namespace fusekit {
 
@@ -56,13 +56,8 @@ struct NAdamRule {
   }
 
   template <int V, class T> FK_HOST_DEVICE static void apply(const Coeffs<T>& c, T* x) {
-    constexpr int kWd = (V >> 1) & 3;
-    T p = x[kParam];
-    T g = c.sign * x[kGrad];
-    if constexpr (kWd == kDecoupled) p = p * c.decay;
-    if constexpr (kWd == kL2) g = g + c.weight_decay * p;
-    const T m = lerp<(V & 8) != 0>(x[kState0], g, c.one_minus_beta1);
-    const T v = x[kState1] * c.beta2 + c.one_minus_beta2 * g * g;
+    T p, g, m, v;
+    adam_moments<(V >> 1) & 3, (V & 8) != 0>(c, x, p, g, m, v);
     if constexpr ((V & 1) != 0) {
       x[kParam] = p + (c.coef_g * g + c.coef_m * m) / (fk_sqrt(v) + c.eps);
     } else {
