@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "cpu/thread_pool.h"
 #include "fusekit/launch_plan.h"
 #include "fusekit/optim_step.h"
 
@@ -107,6 +108,7 @@ PYBIND11_MODULE(_C, m) {
     return out;
   });
   m.def("cpu_isa", &cpu_isa);
+  m.def("thread_backend", &cpu::thread_backend);
   m.def("cuda_built", &cuda_built);
   m.def("cuda_device_count", &cuda_device_count);
   m.attr("compiler") = FK_COMPILER;

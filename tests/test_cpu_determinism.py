@@ -12,7 +12,8 @@ SCRIPT = r"""
 import torch, fusekit, fusekit.optim as fo, sys
 cases = [("Adam", dict(amsgrad=True, weight_decay=0.1)), ("NAdam", {}), ("RMSprop", dict(momentum=0.9, centered=True)),
          ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)), ("Adagrad", {})]
-out = {"isa": fusekit.build_info()["cpu_isa"], "threads": torch.get_num_threads()}
+out = {"isa": fusekit.build_info()["cpu_isa"], "threads": torch.get_num_threads(),
+       "backend": fusekit.build_info()["cpu_threads"]}
 for name, kw in cases:
     torch.manual_seed(0)
     ps = [torch.nn.Parameter(torch.randn(n, dtype=d)) for n in (300001, 4097, 7)
@@ -29,7 +30,7 @@ torch.save(out, sys.argv[1])
 
 
 def run(tmp_path, env):
-    out = tmp_path / f"{env.get('FUSEKIT_CPU_ISA', 'best')}-{env['OMP_NUM_THREADS']}.pt"
+    out = tmp_path / f"{env.get('FUSEKIT_CPU_ISA', 'best')}-{env.get('FUSEKIT_THREADS', 'omp')}-{env['OMP_NUM_THREADS']}.pt"
     subprocess.run([sys.executable, "-c", SCRIPT, str(out)], env={**os.environ, **env}, check=True)
     return torch.load(out)
 
@@ -38,14 +39,18 @@ def test_bitwise_across_isas_and_threads(tmp_path):
     base = run(tmp_path, {"OMP_NUM_THREADS": "2"})
     assert base["threads"] == 2
     isas = {base["isa"]}
+    backends = {base["backend"]}
     for env in ({"OMP_NUM_THREADS": "1"}, {"FUSEKIT_CPU_ISA": "scalar", "OMP_NUM_THREADS": "2"},
-                {"FUSEKIT_CPU_ISA": "avx2", "OMP_NUM_THREADS": "1"}):
+                {"FUSEKIT_CPU_ISA": "avx2", "OMP_NUM_THREADS": "1"},
+                {"FUSEKIT_THREADS": "pool", "OMP_NUM_THREADS": "2"}):
         other = run(tmp_path, env)
         isas.add(other["isa"])
+        backends.add(other["backend"])
         for name in ("Adam", "NAdam", "RMSprop", "SGD", "Adagrad"):
             for a, b in zip(base[name], other[name]):
                 assert torch.equal(a, b), (name, env)
     assert "scalar" in isas
+    assert "fusekit thread pool" in backends  # both thread backends were compared
 
 
 def test_threads_follow_torch_setting():

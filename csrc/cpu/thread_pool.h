@@ -1,5 +1,6 @@
-// A small persistent std::thread pool. fusekit does not use OpenMP: torch ships its own
-// libgomp, and a second runtime would double the threads (DESIGN.md §2.3).
+// CPU parallelism for the kernels: torch's own OpenMP threads when torch's libgomp is
+// loaded (resolved at run time, not linked), else a small persistent std::thread pool.
+// Linking a second OpenMP runtime would double the threads (DESIGN.md §2.3).
 #pragma once
 #include <cstdint>
 
@@ -9,6 +10,9 @@ namespace fusekit::cpu {
 // one of them), each thread running a contiguous range of tasks. Returns when all are done.
 using TaskFn = void (*)(void* ctx, int64_t task);
 void parallel_for(int num_threads, int64_t ntasks, TaskFn fn, void* ctx);
+
+// "openmp (torch's libgomp)" or "fusekit thread pool".
+const char* thread_backend();
 
 template <class F> void parallel_for(int num_threads, int64_t ntasks, F& f) {
   parallel_for(num_threads, ntasks, [](void* c, int64_t t) { (*static_cast<F*>(c))(t); }, &f);

@@ -2,6 +2,8 @@
 
     from fusekit.optim import AdamW        # instead of torch.optim.AdamW
 """
+import torch  # noqa: F401  (first: its libgomp is the thread pool the CPU kernels borrow)
+
 from . import _C
 from ._backend import build_info, cuda_available
 

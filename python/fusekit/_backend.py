@@ -27,6 +27,7 @@ def build_info() -> dict:
         "cuda_archs": [a for a in _C.cuda_archs.split(",") if a],
         "cuda_devices": _C.cuda_device_count(),
         "cpu_isa": _C.cpu_isa(),
+        "cpu_threads": _C.thread_backend(),
         "torch": torch.__version__,
     }
 
