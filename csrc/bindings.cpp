@@ -4,6 +4,7 @@
 
 #include "cpu/thread_pool.h"
 #include "fusekit/launch_plan.h"
+#include "fusekit/norm_args.h"
 #include "fusekit/optim_step.h"
 
 namespace py = pybind11;
@@ -38,6 +39,7 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("lr_ptr", &StepArgs::lr_ptr)
       .def_readwrite("grad_scale", &StepArgs::grad_scale)
       .def_readwrite("found_inf", &StepArgs::found_inf)
+      .def_readwrite("clip_coef", &StepArgs::clip_coef)
       .def_readwrite("capturable", &StepArgs::capturable);
 
   py::class_<SGDHyper>(m, "SGDHyper")
@@ -89,6 +91,38 @@ PYBIND11_MODULE(_C, m) {
   def_step<NAdamRule>(m, "nadam_step");
   def_step<RMSpropRule>(m, "rmsprop_step");
   def_step<AdagradRule>(m, "adagrad_step");
+  def_step<GradOpRule>(m, "grad_op");
+
+  py::class_<GradOpHyper>(m, "GradOpHyper")
+      .def(py::init<>())
+      .def_readwrite("clip_value", &GradOpHyper::clip_value)
+      .def_readwrite("clamp", &GradOpHyper::clamp);
+
+  py::class_<NormArgs>(m, "NormArgs")
+      .def(py::init<>())
+      .def_readwrite("device", &NormArgs::device)
+      .def_readwrite("stream", &NormArgs::stream)
+      .def_readwrite("num_threads", &NormArgs::num_threads)
+      .def_readwrite("count", &NormArgs::count)
+      .def_readwrite("ptrs", &NormArgs::ptrs)
+      .def_readwrite("numels", &NormArgs::numels)
+      .def_readwrite("dtypes", &NormArgs::dtypes)
+      .def_readwrite("norm_type", &NormArgs::norm_type)
+      .def_property("total_dtype", [](const NormArgs& a) { return static_cast<int>(a.total_dtype); },
+                    [](NormArgs& a, int d) {
+                      if (d < 0 || d > 3) throw py::value_error("unknown dtype code");
+                      a.total_dtype = static_cast<DType>(d);
+                    })
+      .def_readwrite("workspace", &NormArgs::workspace)
+      .def_readwrite("norms_out", &NormArgs::norms_out)
+      .def_readwrite("total_out", &NormArgs::total_out)
+      .def_readwrite("max_norm", &NormArgs::max_norm)
+      .def_readwrite("max_norm_ptr", &NormArgs::max_norm_ptr)
+      .def_readwrite("grad_scale", &NormArgs::grad_scale)
+      .def_readwrite("total_unscaled_out", &NormArgs::total_unscaled_out)
+      .def_readwrite("coef_out", &NormArgs::coef_out);
+  m.def("tensor_norms", &tensor_norms, py::arg("args"), py::call_guard<py::gil_scoped_release>());
+  m.def("norm_chunk_count", &norm_chunk_count);
 
   m.def("chunk_elems", [](int d) { return chunk_elems(static_cast<DType>(d)); });
   m.def("build_chunks", [](const std::vector<int64_t>& numels, int64_t chunk) {

@@ -7,6 +7,7 @@
 #include "fusekit/launch_plan.h"
 #include "fusekit/math/adagrad.h"
 #include "fusekit/math/adam.h"
+#include "fusekit/math/grad_ops.h"
 #include "fusekit/math/nadam.h"
 #include "fusekit/math/rmsprop.h"
 #include "fusekit/math/sgd.h"
@@ -21,6 +22,7 @@ struct CpuJob {
   const uintptr_t* ptrs;   // slot-major, nslots * count
   const void* coeffs;      // Rule::Coeffs<compute type>[count]
   const float* grad_scale; // nullptr: grads are not scaled
+  const float* clip_coef;  // nullptr: no clipping
   const Chunk* chunks;
   int64_t nchunks;
   int num_threads;

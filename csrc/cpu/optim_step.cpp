@@ -61,7 +61,8 @@ void cpu_step(const StepArgs& a, const typename Rule::Hyper& h) {
     int64_t total = 0;
     for (int64_t n : a.numels) total += n;
     const cpu::CpuJob job{a.dtype, Rule::variant(h), a.nslots, a.count, a.ptrs.data(), coeffs.data(),
-                          reinterpret_cast<const float*>(a.grad_scale), chunks.data(),
+                          reinterpret_cast<const float*>(a.grad_scale),
+                          reinterpret_cast<const float*>(a.clip_coef), chunks.data(),
                           static_cast<int64_t>(chunks.size()), total < kSerialElems ? 1 : a.num_threads};
     run_isa<Rule>(job);
   });
@@ -91,6 +92,7 @@ template void optimizer_step<AdamRule>(const StepArgs&, const AdamHyper&);
 template void optimizer_step<NAdamRule>(const StepArgs&, const NAdamHyper&);
 template void optimizer_step<RMSpropRule>(const StepArgs&, const RMSpropHyper&);
 template void optimizer_step<AdagradRule>(const StepArgs&, const AdagradHyper&);
+template void optimizer_step<GradOpRule>(const StepArgs&, const GradOpHyper&);
 
 const char* cpu_isa() { return cpu::isa_name(cpu::detect_isa()); }
 

@@ -9,13 +9,13 @@ namespace {
 
 template <class Rule, int V, class S, bool Unscale>
 void run_chunk(const typename Rule::template Coeffs<compute_t<S>>& c, S* const* base, int64_t n,
-               compute_t<S> scale) {
+               compute_t<S> scale, compute_t<S> clip) {
   using T = compute_t<S>;
   constexpr int K = Rule::slots(V);
   // Separate pointer variables, not an array, and a local copy of the coefficients: GCC
   // vectorizes only loads through pointers it sees are loop-invariant.
   S* const p0 = base[0];
-  S* const p1 = base[1];
+  S* const p1 = K > 1 ? base[1] : nullptr;
   S* const p2 = K > 2 ? base[2] : nullptr;
   S* const p3 = K > 3 ? base[3] : nullptr;
   S* const p4 = K > 4 ? base[4] : nullptr;
@@ -24,13 +24,16 @@ void run_chunk(const typename Rule::template Coeffs<compute_t<S>>& c, S* const* 
   for (int64_t i = 0; i < n; ++i) {
     T x[kMaxSlots];
     x[0] = load(p0, i);
-    x[1] = load(p1, i);
+    if constexpr (K > 1) x[1] = load(p1, i);
     if constexpr (K > 2) x[2] = load(p2, i);
     if constexpr (K > 3) x[3] = load(p3, i);
     if constexpr (K > 4) x[4] = load(p4, i);
-    if constexpr (Unscale) {
-      x[kGrad] = x[kGrad] / scale;
-      store(p1, i, x[kGrad]);
+    if constexpr (K > 1) {
+      if constexpr (Unscale) {
+        x[kGrad] = x[kGrad] / scale;
+        store(p1, i, x[kGrad]);  // torch's fused kernels store the unscaled gradient
+      }
+      x[kGrad] = x[kGrad] * clip;  // 1 unless clipping inside the step: exact
     }
     Rule::template apply<V>(coeffs, x);
     store(p0, i, x[0]);
@@ -46,13 +49,14 @@ void run_typed(const CpuJob& job) {
   using Coeffs = typename Rule::template Coeffs<T>;
   const Coeffs* coeffs = static_cast<const Coeffs*>(job.coeffs);
   const T scale = job.grad_scale ? T(*job.grad_scale) : T(1);
+  const T clip = job.clip_coef ? T(*job.clip_coef) : T(1);
   auto task = [&](int64_t i) {
     const Chunk& ch = job.chunks[i];
     S* base[kMaxSlots];
     for (int k = 0; k < job.nslots; ++k)
       base[k] = reinterpret_cast<S*>(job.ptrs[k * job.count + ch.tensor]) + ch.start;
-    if (job.grad_scale) run_chunk<Rule, V, S, true>(coeffs[ch.tensor], base, ch.len, scale);
-    else run_chunk<Rule, V, S, false>(coeffs[ch.tensor], base, ch.len, scale);
+    if (job.grad_scale) run_chunk<Rule, V, S, true>(coeffs[ch.tensor], base, ch.len, scale, clip);
+    else run_chunk<Rule, V, S, false>(coeffs[ch.tensor], base, ch.len, scale, clip);
   };
   parallel_for(job.num_threads, job.nchunks, task);
 }
@@ -74,5 +78,6 @@ template void run_job<AdamRule>(const CpuJob&);
 template void run_job<NAdamRule>(const CpuJob&);
 template void run_job<RMSpropRule>(const CpuJob&);
 template void run_job<AdagradRule>(const CpuJob&);
+template void run_job<GradOpRule>(const CpuJob&);
 
 }  // namespace fusekit::cpu::FK_ISA

@@ -40,7 +40,8 @@ struct DeviceScalars {
   double lr;
   const float* grad_scale;  // nullptr: not scaled
   const float* found_inf;   // nullptr: never skip
-  bool capturable;
+  const float* clip_coef;   // nullptr: no clipping
+  bool capturable;          // coefficients from device memory (step, lr)
 };
 
 struct AdvanceBatch {
@@ -65,15 +66,18 @@ __global__ void advance_kernel(const __grid_constant__ AdvanceBatch b, const typ
 
 template <class Rule, int V, class S, bool Unscale>
 __device__ __forceinline__ void update(const typename Rule::template Coeffs<compute_t<S>>& c, S (&r)[kMaxSlots],
-                                       compute_t<S> scale) {
+                                       compute_t<S> scale, compute_t<S> clip) {
   using T = compute_t<S>;
   constexpr int K = Rule::slots(V);
   T x[kMaxSlots];
 #pragma unroll
   for (int k = 0; k < K; ++k) x[k] = to_compute(r[k]);
-  if constexpr (Unscale) {
-    x[kGrad] = x[kGrad] / scale;
-    r[kGrad] = from_compute<S>(x[kGrad]);
+  if constexpr (K > 1) {
+    if constexpr (Unscale) {
+      x[kGrad] = x[kGrad] / scale;
+      r[kGrad] = from_compute<S>(x[kGrad]);
+    }
+    x[kGrad] = x[kGrad] * clip;
   }
   Rule::template apply<V>(c, x);
   r[kParam] = from_compute<S>(x[kParam]);
@@ -90,12 +94,13 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int kVec = 16 / sizeof(S);
   if (d.found_inf != nullptr && *d.found_inf != 0.f) return;
   const T scale = Unscale ? T(*d.grad_scale) : T(1);
+  const T clip = d.clip_coef != nullptr ? T(*d.clip_coef) : T(1);
   for (int c = blockIdx.x; c < b.nchunks; c += gridDim.x) {
     const int t = b.chunk_tensor[c];
     typename Rule::template Coeffs<T> co;
     if (d.capturable) {
       StepState st;
-      st.step = *b.step[t];
+      if (b.step[t]) st.step = *b.step[t];
       if (b.mu_product[t]) st.mu_product = *b.mu_product[t];
       co = Rule::template coeffs<T>(h, d.lr_ptr ? static_cast<double>(*d.lr_ptr) : d.lr, st);
     } else {
@@ -122,7 +127,7 @@ __global__ void __launch_bounds__(kThreads)
         S x[kMaxSlots];
 #pragma unroll
         for (int k = 0; k < K; ++k) x[k] = r[k][e];
-        update<Rule, V, S, Unscale>(co, x, scale);
+        update<Rule, V, S, Unscale>(co, x, scale, clip);
 #pragma unroll
         for (int k = 0; k < K; ++k) r[k][e] = x[k];
       }
@@ -139,7 +144,7 @@ __global__ void __launch_bounds__(kThreads)
       S x[kMaxSlots];
 #pragma unroll
       for (int k = 0; k < K; ++k) x[k] = p[k][i];
-      update<Rule, V, S, Unscale>(co, x, scale);
+      update<Rule, V, S, Unscale>(co, x, scale, clip);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         if (k == kGrad && !Unscale) continue;
@@ -168,10 +173,10 @@ void launch(const StepArgs& a, const typename Rule::Hyper& h, cudaStream_t strea
   using T = compute_t<S>;
   using B = Batch<Rule, T>;
   static_assert(sizeof(B) <= 32764, "kernel parameter batch exceeds the 32 KiB limit");
-  const bool on_device = a.capturable && !a.steps.empty();
+  const bool on_device = a.capturable;
   std::vector<typename Rule::template Coeffs<T>> coeffs;
-  if (a.capturable) {
-    if (on_device) advance_on_device<Rule>(a, h, stream);
+  if (on_device) {
+    if (!a.steps.empty()) advance_on_device<Rule>(a, h, stream);
   } else {
     if (a.found_inf) {  // the step state lives on the host here, so the skip decision must too
       float f = 0.f;
@@ -182,9 +187,9 @@ void launch(const StepArgs& a, const typename Rule::Hyper& h, cudaStream_t strea
     }
     coeffs = advance_on_host<Rule, T>(a, h);
   }
-  if (a.capturable && !on_device) coeffs = advance_on_host<Rule, T>(a, h);  // SGD: no step state
   const DeviceScalars d{reinterpret_cast<const float*>(a.lr_ptr), a.lr, reinterpret_cast<const float*>(a.grad_scale),
-                        a.capturable ? reinterpret_cast<const float*>(a.found_inf) : nullptr, on_device};
+                        on_device ? reinterpret_cast<const float*>(a.found_inf) : nullptr,
+                        reinterpret_cast<const float*>(a.clip_coef), on_device};
   const int max_grid = sm_count(a.device) * kBlocksPerSm;
   for (const LaunchBatch& lb :
        plan_launches(a.numels.data(), a.count, chunk_elems(a.dtype), kBatchTensors, kBatchChunks)) {
@@ -230,5 +235,6 @@ template void optimizer_step<AdamRule>(const StepArgs&, const AdamHyper&);
 template void optimizer_step<NAdamRule>(const StepArgs&, const NAdamHyper&);
 template void optimizer_step<RMSpropRule>(const StepArgs&, const RMSpropHyper&);
 template void optimizer_step<AdagradRule>(const StepArgs&, const AdagradHyper&);
+template void optimizer_step<GradOpRule>(const StepArgs&, const GradOpHyper&);
 
 }  // namespace fusekit::cuda

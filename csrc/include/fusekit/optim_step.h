@@ -2,6 +2,7 @@
 #pragma once
 #include "fusekit/math/adagrad.h"
 #include "fusekit/math/adam.h"
+#include "fusekit/math/grad_ops.h"
 #include "fusekit/math/nadam.h"
 #include "fusekit/math/rmsprop.h"
 #include "fusekit/math/sgd.h"

@@ -1,0 +1,80 @@
+// Host driver of the multi-tensor norm: validates, reduces chunks in parallel (per-ISA
+// kernels), then combines in a fixed order (norm_finish.h) and derives the clip coefficient.
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "cpu/norm_job.h"
+#include "cpu/optim_job.h"
+#include "fusekit/norm_args.h"
+#include "fusekit/norm_finish.h"
+
+namespace fusekit {
+
+int64_t norm_chunk_count(const std::vector<int64_t>& numels) {
+  int64_t n = 0;
+  for (int64_t e : numels) n += (e + kNormChunkElems - 1) / kNormChunkElems;
+  return n;
+}
+
+static void check_norm_args(const NormArgs& a) {
+  if (static_cast<int64_t>(a.ptrs.size()) != a.count || static_cast<int64_t>(a.numels.size()) != a.count ||
+      static_cast<int64_t>(a.dtypes.size()) != a.count)
+    throw std::invalid_argument("ptrs, numels and dtypes must each have one entry per tensor");
+  if (!(a.norm_type > 0) && !std::isinf(a.norm_type))
+    throw std::invalid_argument("norm_type must be positive, inf or -inf");
+  if (a.total_out == 0) throw std::invalid_argument("total_out is required");
+  for (int64_t i = 0; i < a.count; ++i) {
+    if (a.dtypes[i] < 0 || a.dtypes[i] > 3) throw std::invalid_argument("unknown dtype code");
+    if (a.numels[i] < 0) throw std::invalid_argument("negative numel");
+    if (a.numels[i] > 0 && a.ptrs[i] == 0) throw std::invalid_argument("null data pointer for a non-empty tensor");
+  }
+}
+
+void tensor_norms(const NormArgs& a) {
+  check_norm_args(a);
+  if (a.device >= 0) {
+#ifdef FK_WITH_CUDA
+    if (a.norms_out == 0 || (a.workspace == 0 && norm_chunk_count(a.numels) > 0))
+      throw std::invalid_argument("CUDA norms need norms_out and a workspace");
+    return cuda::tensor_norms(a);
+#else
+    throw std::runtime_error("fusekit was built without CUDA kernels");
+#endif
+  }
+  const NormKind kind = norm_kind(a.norm_type);
+  const std::vector<Chunk> chunks = build_chunks(a.numels.data(), a.count, kNormChunkElems);
+  std::vector<double> partials(chunks.size());
+  int64_t total_elems = 0;
+  for (int64_t n : a.numels) total_elems += n;
+  const cpu::NormJob job{kind, a.norm_type, a.ptrs.data(), a.dtypes.data(), chunks.data(),
+                         static_cast<int64_t>(chunks.size()), partials.data(),
+                         total_elems < 32 * 1024 ? 1 : a.num_threads};
+  switch (cpu::detect_isa()) {
+#ifdef FK_HAVE_ISA_AVX512
+    case cpu::Isa::Avx512: cpu::avx512::norm_partials(job); break;
+#endif
+#ifdef FK_HAVE_ISA_AVX2
+    case cpu::Isa::Avx2: cpu::avx2::norm_partials(job); break;
+#endif
+    default: cpu::scalar::norm_partials(job); break;
+  }
+  std::vector<double> norms(a.count);
+  for (int64_t t = 0, c = 0; t < a.count; ++t) {
+    const int64_t n = (a.numels[t] + kNormChunkElems - 1) / kNormChunkElems;
+    norms[t] = finish_tensor_norm(kind, a.norm_type, static_cast<DType>(a.dtypes[t]), partials.data() + c, n);
+    c += n;
+  }
+  if (a.norms_out) std::copy(norms.begin(), norms.end(), reinterpret_cast<double*>(a.norms_out));
+  const double total = finish_total_norm(kind, a.norm_type, a.total_dtype, norms.data(), a.count);
+  *reinterpret_cast<double*>(a.total_out) = total;
+  const double unscaled =
+      a.grad_scale ? round_to(a.total_dtype, total / *reinterpret_cast<const float*>(a.grad_scale)) : total;
+  if (a.total_unscaled_out) *reinterpret_cast<double*>(a.total_unscaled_out) = unscaled;
+  if (a.coef_out) {
+    const double thr = a.max_norm_ptr ? *reinterpret_cast<const float*>(a.max_norm_ptr) : a.max_norm;
+    *reinterpret_cast<float*>(a.coef_out) = static_cast<float>(clip_coefficient(a.total_dtype, unscaled, thr));
+  }
+}
+
+}  // namespace fusekit
