@@ -1,5 +1,6 @@
 // Host driver of the multi-tensor norm: validates, reduces chunks in parallel (per-ISA
 // kernels), then combines in a fixed order (norm_finish.h) and derives the clip coefficient.
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -14,7 +15,7 @@ namespace fusekit {
 int64_t norm_chunk_count(const std::vector<int64_t>& numels) {
   int64_t n = 0;
   for (int64_t e : numels) n += (e + kNormChunkElems - 1) / kNormChunkElems;
-  return n;
+  return std::max<int64_t>(n, static_cast<int64_t>(numels.size()));  // also scratch for the total
 }
 
 static void check_norm_args(const NormArgs& a) {
@@ -66,7 +67,7 @@ void tensor_norms(const NormArgs& a) {
     c += n;
   }
   if (a.norms_out) std::copy(norms.begin(), norms.end(), reinterpret_cast<double*>(a.norms_out));
-  const double total = finish_total_norm(kind, a.norm_type, a.total_dtype, norms.data(), a.count);
+  const double total = finish_total_norm(kind, a.norm_type, a.total_dtype, norms.data(), a.count);  // scratch
   *reinterpret_cast<double*>(a.total_out) = total;
   const double unscaled =
       a.grad_scale ? round_to(a.total_dtype, total / *reinterpret_cast<const float*>(a.grad_scale)) : total;

@@ -71,18 +71,22 @@ __global__ void __launch_bounds__(kThreads) partials_kernel(const __grid_constan
   }
 }
 
-__global__ void tensor_norms_kernel(const __grid_constant__ FinishBatch b, NormKind k, double p, const double* ws,
+__global__ void tensor_norms_kernel(const __grid_constant__ FinishBatch b, NormKind k, double p, double* ws,
                                     double* norms) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < b.n; i += gridDim.x * blockDim.x)
     norms[b.first_tensor + i] =
         finish_tensor_norm(k, p, static_cast<DType>(b.dtype[i]), ws + b.first_chunk[i], b.nchunks[i]);
 }
 
-__global__ void total_kernel(NormKind k, double p, DType d, const double* norms, int64_t n, double* total,
+// norms is read through a copy-free scratch pass: the per-tensor norms stay in norms_out,
+// the total's intermediate values go to ws (free again after tensor_norms_kernel).
+__global__ void total_kernel(NormKind k, double p, DType d, const double* norms, double* scratch, int64_t n,
+                             double* total,
                              double* total_unscaled, const float* grad_scale, double max_norm,
                              const float* max_norm_ptr, float* coef) {
   if (blockIdx.x != 0 || threadIdx.x != 0) return;
-  const double t = finish_total_norm(k, p, d, norms, n);
+  for (int64_t i = 0; i < n; ++i) scratch[i] = norms[i];
+  const double t = finish_total_norm(k, p, d, scratch, n);
   *total = t;
   const double u = grad_scale ? round_to(d, t / *grad_scale) : t;
   if (total_unscaled) *total_unscaled = u;
@@ -142,7 +146,7 @@ void tensor_norms(const NormArgs& a) {
     tensor_norms_kernel<<<(b.n + 255) / 256, 256, 0, stream>>>(b, k, a.norm_type, ws, norms);
     FK_CUDA_CHECK(cudaGetLastError());
   }
-  total_kernel<<<1, 1, 0, stream>>>(k, a.norm_type, a.total_dtype, norms, a.count,
+  total_kernel<<<1, 1, 0, stream>>>(k, a.norm_type, a.total_dtype, norms, ws, a.count,
                                     reinterpret_cast<double*>(a.total_out),
                                     reinterpret_cast<double*>(a.total_unscaled_out),
                                     reinterpret_cast<const float*>(a.grad_scale), a.max_norm,

@@ -13,7 +13,7 @@ __all__ = ["build_info", "cuda_available", "optim", "__version__"]
 
 def __getattr__(name):
     # Submodules load on first use so `import fusekit` stays cheap.
-    if name in ("optim",):
+    if name in ("optim", "nn", "clip", "schedule"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

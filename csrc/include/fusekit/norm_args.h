@@ -18,7 +18,7 @@ struct NormArgs {
   std::vector<int32_t> dtypes;     // DType code per tensor
   double norm_type = 2.0;          // p > 0, inf or -inf
   DType total_dtype = DType::Float32;  // torch's result dtype: rounding of the total and coefficient
-  uintptr_t workspace = 0;         // CUDA: double[norm_chunk_count(...)] for chunk partials
+  uintptr_t workspace = 0;         // CUDA: double[norm_chunk_count(numels)]: chunk partials, scratch
   uintptr_t norms_out = 0;         // double[count]: per-tensor norms (required on CUDA)
   uintptr_t total_out = 0;         // double*: the total norm (host or device memory)
   // Clip coefficient, written when coef_out != 0:
@@ -32,6 +32,7 @@ struct NormArgs {
 
 constexpr int64_t kNormChunkElems = 16384;  // fixed element count: the result must not depend on dtype mix
 
+// Workspace doubles a CUDA norm call needs: max(chunks, tensors).
 int64_t norm_chunk_count(const std::vector<int64_t>& numels);
 void tensor_norms(const NormArgs& args);
 

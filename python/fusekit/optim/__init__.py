@@ -1,4 +1,6 @@
 """Fused drop-ins for torch.optim: swap `torch.optim.X` for `fusekit.optim.X`."""
+from ..clip import AutoClip, GradNormMonitor
+from . import lr_scheduler
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from ._base import FusedOptimizer
@@ -6,4 +8,5 @@ from .nadam import NAdam
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["SGD", "Adam", "AdamW", "NAdam", "RMSprop", "Adagrad", "FusedOptimizer"]
+__all__ = ["SGD", "Adam", "AdamW", "NAdam", "RMSprop", "Adagrad", "FusedOptimizer", "AutoClip", "GradNormMonitor",
+           "lr_scheduler"]

@@ -13,6 +13,7 @@ from torch.optim import Optimizer
 from torch.optim import optimizer as _torch_optimizer
 
 from .. import _C
+from ..clip import AutoClip, GradNormMonitor, norm_and_coef
 from .._backend import DTYPE_CODES, cuda_available, current_stream, device_index, flat_compatible, real_dtype
 
 _CPU = torch.device("cpu")
@@ -74,9 +75,20 @@ class FusedOptimizer(Optimizer):
     _has_step = True
     _has_mu_product = False
 
-    def __init__(self, params, defaults: dict) -> None:
+    def __init__(self, params, defaults: dict, *, max_grad_norm=None, track_grad_norm: bool = False,
+                 grad_norm_history: int = 1000) -> None:
         check_impl_flags(type(self).__name__, defaults)
         super().__init__(params, defaults)
+        if max_grad_norm is not None and not isinstance(max_grad_norm, (AutoClip, torch.Tensor)):
+            max_grad_norm = float(max_grad_norm)
+            if not max_grad_norm > 0:
+                raise ValueError(f"Invalid max_grad_norm value: {max_grad_norm} (must be positive)")
+        if isinstance(max_grad_norm, torch.Tensor) and max_grad_norm.numel() != 1:
+            raise ValueError("Tensor max_grad_norm must be 1-element")
+        self.max_grad_norm = max_grad_norm
+        self.last_grad_norm = None
+        history = max(grad_norm_history, max_grad_norm.history if isinstance(max_grad_norm, AutoClip) else 0)
+        self.grad_norms = GradNormMonitor(history) if (max_grad_norm is not None or track_grad_norm) else None
 
     # ---- subclass API ------------------------------------------------------------------
     def _state_names(self, group: dict) -> list[str]:
@@ -100,6 +112,12 @@ class FusedOptimizer(Optimizer):
             for k, v in self.defaults.items():
                 group.setdefault(k, v)
 
+    def state_dict(self) -> dict:
+        sd = super().state_dict()
+        if self.grad_norms is not None:
+            sd["grad_norms"] = self.grad_norms.state_dict()
+        return sd
+
     def load_state_dict(self, state_dict: dict) -> None:
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) == len(self.param_groups) and all(
@@ -115,6 +133,8 @@ class FusedOptimizer(Optimizer):
                             f"parameter {index}, which has shape {tuple(p.shape)}"
                         )
         super().load_state_dict(state_dict)
+        if self.grad_norms is not None and "grad_norms" in state_dict:
+            self.grad_norms.load_state_dict(state_dict["grad_norms"])
 
     def step(self, closure=None):
         """One fused optimizer step (same contract as torch.optim.Optimizer.step)."""
@@ -159,10 +179,28 @@ class FusedOptimizer(Optimizer):
             if (found_inf.is_cpu or needs_state) and float(found_inf) != 0.0:
                 return loss
         with torch.no_grad():
+            coef = self._grad_norm_pass(work, grad_scale)
             for group, params in work:
                 if params:
-                    self._run_group(group, params, grad_scale, found_inf)
+                    self._run_group(group, params, grad_scale, found_inf, coef)
         return loss
+
+    def _grad_norm_pass(self, work: list, grad_scale):
+        """With max_grad_norm or track_grad_norm: the global L2 norm of all gradients (one
+        read), recorded; returns the clip coefficient as a 0-d device tensor, or None."""
+        if self.grad_norms is None:
+            return None
+        grads = [p.grad for _, ps in work for p in ps]
+        if not grads:
+            return None
+        thr = self.max_grad_norm
+        if isinstance(thr, AutoClip):
+            n = min(self.grad_norms.count, thr.history)
+            thr = self.grad_norms.threshold_tensor(thr.percentile, thr.history) if n >= thr.min_history else None
+        total, coef = norm_and_coef(grads, 2.0, max_norm=thr, grad_scale=grad_scale)
+        self.last_grad_norm = total
+        self.grad_norms.record(total, thr)
+        return coef
 
     # ---- internals ---------------------------------------------------------------------
     def _collect(self, gi: int, group: dict) -> list:
@@ -221,7 +259,7 @@ class FusedOptimizer(Optimizer):
         state[key] = t
         return t
 
-    def _run_group(self, group: dict, params: list, grad_scale, found_inf) -> None:
+    def _run_group(self, group: dict, params: list, grad_scale, found_inf, coef) -> None:
         names = self._state_names(group)
         states = self.state
         for p in params:
@@ -275,6 +313,9 @@ class FusedOptimizer(Optimizer):
             if found_inf is not None and dev >= 0:
                 keep = (keep, found_inf.to(device=device, dtype=torch.float32))
                 args.found_inf = keep[1].data_ptr()
+            if coef is not None:
+                keep = (keep, coef.to(device=device))
+                args.clip_coef = keep[1].data_ptr()
             kernel(args, hyper)
             del keep
             # Copy staged (non-dense) tensors back: param, state, and grad if it was unscaled.

@@ -21,7 +21,8 @@ class Adam(FusedOptimizer):
                  weight_decay: float = 0, amsgrad: bool = False, *, foreach: bool | None = None,
                  maximize: bool = False, capturable: bool = False, differentiable: bool = False,
                  fused: bool | None = None, decoupled_weight_decay: bool = False,
-                 folded_bias_correction: bool = False) -> None:
+                 folded_bias_correction: bool = False,
+                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
         check_lr(lr)
         check_nonneg(epsilon=eps, weight_decay=weight_decay)
         betas = check_betas(betas)
@@ -30,7 +31,8 @@ class Adam(FusedOptimizer):
                         differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay,
                         folded_bias_correction=folded_bias_correction)
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, max_grad_norm=max_grad_norm, track_grad_norm=track_grad_norm,
+                         grad_norm_history=grad_norm_history)
 
     def _state_names(self, group):
         return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
@@ -56,10 +58,13 @@ class AdamW(Adam):
     def __init__(self, params, lr: float | torch.Tensor = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
                  foreach: bool | None = None, capturable: bool = False, differentiable: bool = False,
-                 fused: bool | None = None, folded_bias_correction: bool = False) -> None:
+                 fused: bool | None = None, folded_bias_correction: bool = False, max_grad_norm=None,
+                 track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
-                         decoupled_weight_decay=True, folded_bias_correction=folded_bias_correction)
+                         decoupled_weight_decay=True, folded_bias_correction=folded_bias_correction,
+                         max_grad_norm=max_grad_norm, track_grad_norm=track_grad_norm,
+                         grad_norm_history=grad_norm_history)
 
     def __setstate__(self, state):
         super().__setstate__(state)

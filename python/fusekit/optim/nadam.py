@@ -22,7 +22,8 @@ class NAdam(FusedOptimizer):
     def __init__(self, params, lr: float | torch.Tensor = 2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False,
                  *, foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False, folded_bias_correction: bool = False) -> None:
+                 differentiable: bool = False, folded_bias_correction: bool = False,
+                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
         check_lr(lr)
         check_nonneg(epsilon=eps, weight_decay=weight_decay, momentum_decay=momentum_decay)
         betas = check_betas(betas)
@@ -30,7 +31,8 @@ class NAdam(FusedOptimizer):
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
                         capturable=capturable, differentiable=differentiable,
                         folded_bias_correction=folded_bias_correction)
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, max_grad_norm=max_grad_norm, track_grad_norm=track_grad_norm,
+                         grad_norm_history=grad_norm_history)
 
     def _state_names(self, group):
         return ["exp_avg", "exp_avg_sq"]

@@ -21,7 +21,8 @@ class RMSprop(FusedOptimizer):
     def __init__(self, params, lr: float | torch.Tensor = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False, capturable: bool = False,
                  foreach: bool | None = None, maximize: bool = False, differentiable: bool = False, *,
-                 square_avg_init: float = 0.0, eps_in_sqrt: bool = False, lr_in_momentum: bool = False) -> None:
+                 square_avg_init: float = 0.0, eps_in_sqrt: bool = False, lr_in_momentum: bool = False,
+                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
         check_lr(lr)
         check_nonneg(epsilon=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha,
                      square_avg_init=square_avg_init)
@@ -29,7 +30,8 @@ class RMSprop(FusedOptimizer):
                         weight_decay=weight_decay, capturable=capturable, foreach=foreach, maximize=maximize,
                         differentiable=differentiable, square_avg_init=square_avg_init,
                         eps_in_sqrt=eps_in_sqrt, lr_in_momentum=lr_in_momentum)
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, max_grad_norm=max_grad_norm, track_grad_norm=track_grad_norm,
+                         grad_norm_history=grad_norm_history)
 
     def _state_names(self, group):
         return (["square_avg"] + (["momentum_buffer"] if group["momentum"] > 0 else [])

@@ -48,8 +48,21 @@ template <class A> FK_HOST_DEVICE A norm_finish(NormKind k, A v, A p) {
   return v;
 }
 
-// One chunk of n elements -> its reduced value (fixed lanes, fixed tree).
-template <NormKind K, class S> FK_HOST_DEVICE compute_t<S> norm_chunk(const S* x, int64_t n, compute_t<S> p) {
+// Pairwise (tree) combine of v[0..n) in place, adjacent pairs level by level: a fixed
+// order with O(log n) rounding growth. Returns the result (identity for n == 0).
+template <NormKind K, class A, class V> FK_HOST_DEVICE A tree_combine(V* v, int64_t n) {
+  if (n == 0) return norm_identity<K, A>();
+  for (; n > 1; n = (n + 1) / 2) {
+    for (int64_t i = 0; i < n / 2; ++i) v[i] = V(norm_combine<K>(A(v[2 * i]), A(v[2 * i + 1])));
+    if (n % 2) v[n / 2] = v[n - 1];
+  }
+  return A(v[0]);
+}
+
+constexpr int64_t kNormBlock = 256;  // kNormLanes lanes x 16 elements
+
+// Up to kNormBlock elements: element i goes to lane i % kNormLanes, lanes combine as a tree.
+template <NormKind K, class S> FK_HOST_DEVICE compute_t<S> norm_block(const S* x, int64_t n, compute_t<S> p) {
   using A = compute_t<S>;
   A lane[kNormLanes];
   for (int l = 0; l < kNormLanes; ++l) lane[l] = norm_identity<K, A>();
@@ -58,16 +71,24 @@ template <NormKind K, class S> FK_HOST_DEVICE compute_t<S> norm_chunk(const S* x
     for (int l = 0; l < kNormLanes; ++l) lane[l] = norm_combine<K>(lane[l], norm_elem<K>(load(x, i + l), p));
   for (int64_t i = full; i < n; ++i)
     lane[i - full] = norm_combine<K>(lane[i - full], norm_elem<K>(load(x, i), p));
-  for (int w = kNormLanes / 2; w > 0; w /= 2)
-    for (int l = 0; l < w; ++l) lane[l] = norm_combine<K>(lane[l], lane[l + w]);
-  return lane[0];
+  return tree_combine<K, A>(lane, kNormLanes);
 }
 
-template <class A> FK_HOST_DEVICE A norm_combine_rt(NormKind k, A a, A b) {
+// One chunk (<= kNormBlock * 64 elements): blocks, then a tree over the blocks.
+template <NormKind K, class S> FK_HOST_DEVICE compute_t<S> norm_chunk(const S* x, int64_t n, compute_t<S> p) {
+  using A = compute_t<S>;
+  A blocks[64];
+  int64_t nb = 0;
+  for (int64_t s = 0; s < n; s += kNormBlock, ++nb)
+    blocks[nb] = norm_block<K, S>(x + s, n - s < kNormBlock ? n - s : kNormBlock, p);
+  return tree_combine<K, A>(blocks, nb);
+}
+
+template <class A, class V> FK_HOST_DEVICE A tree_combine_rt(NormKind k, V* v, int64_t n) {
   switch (k) {
-    case NormKind::Inf: return norm_combine<NormKind::Inf>(a, b);
-    case NormKind::NegInf: return norm_combine<NormKind::NegInf>(a, b);
-    default: return a + b;
+    case NormKind::Inf: return tree_combine<NormKind::Inf, A>(v, n);
+    case NormKind::NegInf: return tree_combine<NormKind::NegInf, A>(v, n);
+    default: return tree_combine<NormKind::L1, A>(v, n);
   }
 }
 

@@ -1,0 +1,4 @@
+"""fusekit.optim.lr_scheduler: LinearWarmup (see fusekit.schedule)."""
+from ..schedule import LinearWarmup
+
+__all__ = ["LinearWarmup"]
