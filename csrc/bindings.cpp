@@ -120,8 +120,16 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("max_norm_ptr", &NormArgs::max_norm_ptr)
       .def_readwrite("grad_scale", &NormArgs::grad_scale)
       .def_readwrite("total_unscaled_out", &NormArgs::total_unscaled_out)
-      .def_readwrite("coef_out", &NormArgs::coef_out);
-  m.def("tensor_norms", &tensor_norms, py::arg("args"), py::call_guard<py::gil_scoped_release>());
+      .def_readwrite("coef_out", &NormArgs::coef_out)
+      .def_readwrite("clip", &NormArgs::clip);
+  m.def("tensor_norms", [](const NormArgs& a) {
+    NormResult r;
+    {
+      py::gil_scoped_release release;
+      r = tensor_norms(a);
+    }
+    return py::make_tuple(r.total, r.coef);
+  }, py::arg("args"));
   m.def("norm_chunk_count", &norm_chunk_count);
 
   m.def("chunk_elems", [](int d) { return chunk_elems(static_cast<DType>(d)); });

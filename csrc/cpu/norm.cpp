@@ -9,6 +9,7 @@
 #include "cpu/optim_job.h"
 #include "fusekit/norm_args.h"
 #include "fusekit/norm_finish.h"
+#include "fusekit/optim_step.h"
 
 namespace fusekit {
 
@@ -16,6 +17,24 @@ int64_t norm_chunk_count(const std::vector<int64_t>& numels) {
   int64_t n = 0;
   for (int64_t e : numels) n += (e + kNormChunkElems - 1) / kNormChunkElems;
   return std::max<int64_t>(n, static_cast<int64_t>(numels.size()));  // also scratch for the total
+}
+
+// tensors *= coef (the second pass of clip_grad_norm_), one optimizer-style call per dtype.
+static void scale_in_place(const NormArgs& a, double coef) {
+  for (int d = 0; d < 4; ++d) {
+    StepArgs s;
+    s.num_threads = a.num_threads;
+    s.dtype = static_cast<DType>(d);
+    s.nslots = 1;
+    s.lr = coef;
+    for (int64_t i = 0; i < a.count; ++i)
+      if (a.dtypes[i] == d) {
+        s.ptrs.push_back(a.ptrs[i]);
+        s.numels.push_back(a.numels[i]);
+      }
+    s.count = static_cast<int64_t>(s.numels.size());
+    if (s.count > 0) optimizer_step<GradOpRule>(s, GradOpHyper{});
+  }
 }
 
 static void check_norm_args(const NormArgs& a) {
@@ -32,13 +51,14 @@ static void check_norm_args(const NormArgs& a) {
   }
 }
 
-void tensor_norms(const NormArgs& a) {
+NormResult tensor_norms(const NormArgs& a) {
   check_norm_args(a);
   if (a.device >= 0) {
 #ifdef FK_WITH_CUDA
     if (a.norms_out == 0 || (a.workspace == 0 && norm_chunk_count(a.numels) > 0))
       throw std::invalid_argument("CUDA norms need norms_out and a workspace");
-    return cuda::tensor_norms(a);
+    cuda::tensor_norms(a);
+    return {NAN, NAN};
 #else
     throw std::runtime_error("fusekit was built without CUDA kernels");
 #endif
@@ -72,10 +92,11 @@ void tensor_norms(const NormArgs& a) {
   const double unscaled =
       a.grad_scale ? round_to(a.total_dtype, total / *reinterpret_cast<const float*>(a.grad_scale)) : total;
   if (a.total_unscaled_out) *reinterpret_cast<double*>(a.total_unscaled_out) = unscaled;
-  if (a.coef_out) {
-    const double thr = a.max_norm_ptr ? *reinterpret_cast<const float*>(a.max_norm_ptr) : a.max_norm;
-    *reinterpret_cast<float*>(a.coef_out) = static_cast<float>(clip_coefficient(a.total_dtype, unscaled, thr));
-  }
+  const double thr = a.max_norm_ptr ? *reinterpret_cast<const float*>(a.max_norm_ptr) : a.max_norm;
+  const double coef = clip_coefficient(a.total_dtype, unscaled, thr);
+  if (a.coef_out) *reinterpret_cast<float*>(a.coef_out) = static_cast<float>(coef);
+  if (a.clip && !(coef >= 1.0)) scale_in_place(a, coef);  // a coefficient of 1 needs no pass
+  return {total, coef};
 }
 
 }  // namespace fusekit

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 
 import torch
 
@@ -29,68 +30,125 @@ def _readable(t: torch.Tensor) -> torch.Tensor:
     return t if is_dense(t) else t.contiguous()
 
 
-def norm_and_coef(tensors: list, norm_type: float, *, max_norm=None, grad_scale=None):
+_REAL = {torch.complex64: torch.float32, torch.complex128: _F64}
+
+
+def norm_and_coef(tensors: list, norm_type: float, *, max_norm=None, grad_scale=None, clip_in_place=False):
     """Total norm of `tensors` on the first tensor's device, rounded to torch's result dtype.
 
     Returns (total, coef): coef is None unless max_norm (a float or a 0-d float32 tensor on
     that device) is given; then coef = min(1, max_norm / (total / grad_scale + 1e-6)) as a
-    0-d float32 tensor, and total is the unscaled norm. Nothing is read back to the host.
+    0-d float32 tensor, and total is the unscaled norm. Nothing is read back to the host on
+    CUDA. clip_in_place (CPU): the tensors are scaled by coef in the same call, and coef is
+    not returned.
     """
     norm_type = float(norm_type)
     if not (norm_type > 0 or math.isinf(norm_type)):
         raise ValueError(f"norm_type must be positive or +/-inf, got {norm_type}")
-    first = tensors[0].device
-    dtype = result_dtype(tensors)
-    if any(t.is_complex() for t in tensors) and norm_type != 2.0:
-        raise NotImplementedError("fusekit computes norms of complex gradients only for norm_type=2")
-    by_device: dict = {}
     if math.isinf(norm_type) and any(t.numel() == 0 for t in tensors):
         raise RuntimeError("_foreach_norm cannot compute the infinity norm on an empty tensor because the "
                            "operation does not have an identity")  # torch's error, for parity
+    d0 = tensors[0].dtype
+    simple = cpu = True  # all CPU / all of dtype d0, real and contiguous
     for t in tensors:
-        if real_code(t) is None:
-            raise TypeError(f"gradient norms need floating-point tensors, got {t.dtype}")
+        if t.dtype is not d0 or not t.is_contiguous():
+            simple = False
+        if not t.is_cpu:
+            cpu = False
+    dtype = d0 if simple else result_dtype(tensors)
+    real = _REAL.get(dtype, dtype)
+    if real not in DTYPE_CODES or (not simple and any(real_code(t) is None for t in tensors)):
+        raise TypeError(f"gradient norms need floating-point tensors, got {sorted({str(t.dtype) for t in tensors})}")
+    if dtype.is_complex or (not simple and any(t.is_complex() for t in tensors)):
+        if norm_type != 2.0:
+            raise NotImplementedError("fusekit computes norms of complex gradients only for norm_type=2")
+        simple = False
+    if cpu:
+        ts = tensors if simple else [_readable(t) for t in tensors]
+        return _cpu_norm(ts, norm_type, real, max_norm, grad_scale, clip_in_place)
+    by_device: dict = {}
+    for t in tensors:
         by_device.setdefault(t.device, []).append(_readable(t))
+    first = tensors[0].device
     want_coef = max_norm is not None
     if len(by_device) == 1:
-        return _device_norm(first, by_device[first], norm_type, dtype, max_norm, grad_scale, want_coef)
-    # several devices: per-device totals combined on the first, as torch stacks its norms
-    totals = [_device_norm(d, ts, norm_type, dtype, None, None, False)[0].to(first)
-              for d, ts in by_device.items()]
-    total = torch.linalg.vector_norm(torch.stack(totals), norm_type)
-    if grad_scale is not None:
-        total = total / grad_scale.to(first)
-    if not want_coef:
-        return total, None
-    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0).to(torch.float32)
+        total, coef = _cuda_norm(first, by_device[first], norm_type, real, max_norm, grad_scale, want_coef)
+    else:  # several devices: per-device totals combined on the first, as torch stacks its norms
+        totals = [_cuda_norm(d, ts, norm_type, real, None, None, False)[0].to(first) if d.type == "cuda"
+                  else _cpu_norm(ts, norm_type, real, None, None, False)[0].to(first)
+                  for d, ts in by_device.items()]
+        total = torch.linalg.vector_norm(torch.stack(totals), norm_type)
+        if grad_scale is not None:
+            total = total / grad_scale.to(first)
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0).to(torch.float32) if want_coef else None
+    if clip_in_place and coef is not None:
+        scale_(tensors, coef)
+        coef = None
     return total, coef
 
 
 def real_code(t: torch.Tensor):
-    dt = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(t.dtype, t.dtype)
-    return DTYPE_CODES.get(dt)
+    return DTYPE_CODES.get(_REAL.get(t.dtype, t.dtype))
 
 
-def _device_norm(device, ts, norm_type, dtype, max_norm, grad_scale, want_coef):
+def _args(device, ts, norm_type, real) -> "_C.NormArgs":
     a = _C.NormArgs()
-    a.device = device_index(device)
-    a.stream = current_stream(device)
+    if device is not None:
+        a.device = device_index(device)
+        a.stream = current_stream(device)
     a.num_threads = torch.get_num_threads()
     a.count = len(ts)
     a.ptrs = [t.data_ptr() for t in ts]
     a.numels = [t.numel() for t in ts]
     a.dtypes = [DTYPE_CODES[t.dtype] for t in ts]
     a.norm_type = norm_type
-    a.total_dtype = DTYPE_CODES[{torch.complex64: torch.float32, torch.complex128: _F64}.get(dtype, dtype)]
+    a.total_dtype = DTYPE_CODES[real]
+    return a
+
+
+_TLS = threading.local()
+
+
+def _cpu_norm(ts, norm_type, real, max_norm, grad_scale, clip_in_place):
+    """One C++ call; results come back as Python floats (a per-thread scratch buffer holds
+    the outputs the core writes)."""
+    buf = getattr(_TLS, "buf", None)
+    if buf is None:
+        buf = _TLS.buf = torch.empty(2, dtype=_F64)
+    a = _args(None, ts, norm_type, real)
+    a.total_out = buf.data_ptr()
+    a.total_unscaled_out = buf.data_ptr() + 8
+    keep = []
+    if grad_scale is not None:
+        gs = grad_scale.to(dtype=torch.float32)
+        keep.append(gs)
+        a.grad_scale = gs.data_ptr()
+    if max_norm is not None:
+        if isinstance(max_norm, torch.Tensor):
+            thr = max_norm.detach().to(dtype=torch.float32)
+            keep.append(thr)
+            a.max_norm_ptr = thr.data_ptr()
+        else:
+            a.max_norm = float(max_norm)
+        a.clip = bool(clip_in_place)
+    total, coef = _C.tensor_norms(a)
+    if grad_scale is not None:
+        total = float(buf[1])
+    total_t = torch.tensor(total, dtype=real)
+    if max_norm is None or clip_in_place:
+        return total_t, None
+    return total_t, torch.tensor(coef, dtype=torch.float32)
+
+
+def _cuda_norm(device, ts, norm_type, real, max_norm, grad_scale, want_coef):
+    a = _args(device, ts, norm_type, real)
     out = torch.empty(2, dtype=_F64, device=device)
     a.total_out = out.data_ptr()
     a.total_unscaled_out = out.data_ptr() + 8
-    keep = []
-    if device.type == "cuda":
-        ws = torch.empty(max(1, _C.norm_chunk_count(a.numels)), dtype=_F64, device=device)
-        norms = torch.empty(max(1, a.count), dtype=_F64, device=device)
-        a.workspace, a.norms_out = ws.data_ptr(), norms.data_ptr()
-        keep += [ws, norms]
+    ws = torch.empty(max(1, _C.norm_chunk_count(a.numels)), dtype=_F64, device=device)
+    norms = torch.empty(max(1, a.count), dtype=_F64, device=device)
+    a.workspace, a.norms_out = ws.data_ptr(), norms.data_ptr()
+    keep = [ws, norms]
     if grad_scale is not None:
         gs = grad_scale.to(device=device, dtype=torch.float32)
         keep.append(gs)
@@ -106,7 +164,6 @@ def _device_norm(device, ts, norm_type, dtype, max_norm, grad_scale, want_coef):
         else:
             a.max_norm = float(max_norm)
     _C.tensor_norms(a)
-    real = {torch.complex64: torch.float32, torch.complex128: _F64}.get(dtype, dtype)
     total = out[1] if grad_scale is not None else out[0]
     return total.to(real), coef
 

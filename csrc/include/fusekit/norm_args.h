@@ -28,13 +28,18 @@ struct NormArgs {
   uintptr_t grad_scale = 0;        // float*: the grads are scaled by it (AMP); the total is unscaled
   uintptr_t total_unscaled_out = 0;  // double*: total / grad_scale (the norm that is logged)
   uintptr_t coef_out = 0;          // float*
+  bool clip = false;               // CPU: compute the coefficient and scale the tensors by it in place
 };
 
 constexpr int64_t kNormChunkElems = 16384;  // fixed element count: the result must not depend on dtype mix
 
 // Workspace doubles a CUDA norm call needs: max(chunks, tensors).
 int64_t norm_chunk_count(const std::vector<int64_t>& numels);
-void tensor_norms(const NormArgs& args);
+// Returns {total, coefficient} on the CPU (NaN on CUDA: the results stay in device memory).
+struct NormResult {
+  double total, coef;
+};
+NormResult tensor_norms(const NormArgs& args);
 
 namespace cuda {
 void tensor_norms(const NormArgs& args);
