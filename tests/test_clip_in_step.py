@@ -153,3 +153,23 @@ def test_bad_clip_arguments():
         fo.AutoClip(history=10, min_history=20)
     with pytest.raises(ValueError, match="grad_norm_history must be >= 1"):
         fo.Adam([p], track_grad_norm=True, grad_norm_history=0)
+
+
+def test_pickle_and_deepcopy_keep_clipping():
+    import copy
+    import io
+
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = fo.Adam([p], max_grad_norm=fo.AutoClip(history=20, min_history=5))
+    for _ in range(3):
+        p.grad = torch.ones(3)
+        opt.step()
+    buf = io.BytesIO()
+    torch.save(opt, buf)
+    buf.seek(0)
+    for other in (torch.load(buf, weights_only=False), copy.deepcopy(opt)):
+        assert isinstance(other.max_grad_norm, fo.AutoClip) and other.grad_norms.count == 3
+        q = other.param_groups[0]["params"][0]
+        q.grad = torch.ones(3)
+        other.step()
+        assert other.grad_norms.count == 4

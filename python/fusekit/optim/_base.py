@@ -105,8 +105,15 @@ class FusedOptimizer(Optimizer):
         return []
 
     # ---- torch.optim.Optimizer API -----------------------------------------------------
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.update(max_grad_norm=self.max_grad_norm, grad_norms=self.grad_norms)
+        return state
+
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
+        for k in ("max_grad_norm", "grad_norms", "last_grad_norm"):
+            self.__dict__.setdefault(k, None)
         # Groups loaded from torch.optim (or older fusekit) lack fusekit-only keys.
         for group in self.param_groups:
             for k, v in self.defaults.items():
@@ -178,11 +185,12 @@ class FusedOptimizer(Optimizer):
             needs_state = any(len(self.state.get(p, ())) == 0 for _, ps in work for p in ps)
             if (found_inf.is_cpu or needs_state) and float(found_inf) != 0.0:
                 return loss
-        with torch.no_grad():
-            coef = self._grad_norm_pass(work, grad_scale)
-            for group, params in work:
-                if params:
-                    self._run_group(group, params, grad_scale, found_inf, coef)
+        # The kernels write raw memory outside autograd; only state creation and staging
+        # copies touch autograd-visible tensors, and those run under no_grad themselves.
+        coef = self._grad_norm_pass(work, grad_scale)
+        for group, params in work:
+            if params:
+                self._run_group(group, params, grad_scale, found_inf, coef)
         return loss
 
     def _grad_norm_pass(self, work: list, grad_scale):
@@ -262,13 +270,20 @@ class FusedOptimizer(Optimizer):
     def _run_group(self, group: dict, params: list, grad_scale, found_inf, coef) -> None:
         names = self._state_names(group)
         states = self.state
-        for p in params:
+        for p in params:  # factory functions: no autograd involvement, no no_grad needed
             self._init_state(p, group, states[p])
         first = self._first_flags(params, group)
         buckets = defaultdict(list)
         for j, p in enumerate(params):
             buckets[(p.get_device() if p.is_cuda else -1, p.dtype)].append(j)
-        hyper = self._hyper(group)
+        # The hyper struct is rebuilt only when the group's options change (lr is separate).
+        key = tuple(v for k, v in group.items() if k not in ("params", "lr") and not isinstance(v, torch.Tensor))
+        cache = self.__dict__.setdefault("_fk_hyper_cache", {})
+        cached = cache.get(id(group))
+        hyper = cached[2] if cached is not None and cached[0] is group and cached[1] == key else None
+        if hyper is None:
+            hyper = self._hyper(group)
+            cache[id(group)] = (group, key, hyper)
         kernel = getattr(_C, self._kernel)
         nslots = 2 + len(names)
         for (dev, dtype), idx in buckets.items():
@@ -276,13 +291,19 @@ class FusedOptimizer(Optimizer):
             count = len(idx)
             slots = [None] * (nslots * count)  # slot-major: all params, all grads, each state
             staged = []
+            complex_ = dtype.is_complex
             for c, j in enumerate(idx):
                 p = params[j]
                 st = states[p]
-                ts = [p, p.grad] + [st[n] for n in names]
-                if dtype.is_complex:
+                ts = [p, p.grad]
+                contiguous = p.is_contiguous() and ts[1].is_contiguous()
+                for n in names:
+                    t = st[n]
+                    ts.append(t)
+                    contiguous = contiguous and t.is_contiguous()
+                if complex_:
                     ts = [torch.view_as_real(t) for t in ts]
-                if not flat_compatible(ts):
+                if not contiguous and not flat_compatible(ts):
                     staged.append(ts)
                     ts = [t.contiguous() for t in ts]
                     staged.append(ts)
@@ -319,10 +340,12 @@ class FusedOptimizer(Optimizer):
             kernel(args, hyper)
             del keep
             # Copy staged (non-dense) tensors back: param, state, and grad if it was unscaled.
-            for orig, tmp in zip(staged[0::2], staged[1::2]):
-                for k, (o, t) in enumerate(zip(orig, tmp)):
-                    if t is not o and (k != 1 or grad_scale is not None):
-                        o.copy_(t)
+            if staged:
+                with torch.no_grad():
+                    for orig, tmp in zip(staged[0::2], staged[1::2]):
+                        for k, (o, t) in enumerate(zip(orig, tmp)):
+                            if t is not o and (k != 1 or grad_scale is not None):
+                                o.copy_(t)
 
 
 def _set_lr(args, lr, device: torch.device):
