@@ -87,12 +87,9 @@ template <class Rule> void optimizer_step(const StepArgs& a, const typename Rule
   cpu_step<Rule>(a, h);
 }
 
-template void optimizer_step<SGDRule>(const StepArgs&, const SGDHyper&);
-template void optimizer_step<AdamRule>(const StepArgs&, const AdamHyper&);
-template void optimizer_step<NAdamRule>(const StepArgs&, const NAdamHyper&);
-template void optimizer_step<RMSpropRule>(const StepArgs&, const RMSpropHyper&);
-template void optimizer_step<AdagradRule>(const StepArgs&, const AdagradHyper&);
-template void optimizer_step<GradOpRule>(const StepArgs&, const GradOpHyper&);
+#define FK_INSTANTIATE(Rule) template void optimizer_step<Rule>(const StepArgs&, const Rule::Hyper&);
+FK_FOR_EACH_RULE(FK_INSTANTIATE)
+#undef FK_INSTANTIATE
 
 const char* cpu_isa() { return cpu::isa_name(cpu::detect_isa()); }
 

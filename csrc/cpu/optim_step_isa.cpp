@@ -3,6 +3,7 @@
 // compiler vectorizes; all tensors of a step are one parallel region over byte-sized chunks.
 #include "cpu/optim_job.h"
 #include "cpu/thread_pool.h"
+#include "fusekit/optim_step.h"
 
 namespace fusekit::cpu::FK_ISA {
 namespace {
@@ -73,11 +74,8 @@ void run_variant(const CpuJob& job) {
 
 template <class Rule> void run_job(const CpuJob& job) { run_variant<Rule, 0>(job); }
 
-template void run_job<SGDRule>(const CpuJob&);
-template void run_job<AdamRule>(const CpuJob&);
-template void run_job<NAdamRule>(const CpuJob&);
-template void run_job<RMSpropRule>(const CpuJob&);
-template void run_job<AdagradRule>(const CpuJob&);
-template void run_job<GradOpRule>(const CpuJob&);
+#define FK_INSTANTIATE(Rule) template void run_job<Rule>(const CpuJob&);
+FK_FOR_EACH_RULE(FK_INSTANTIATE)
+#undef FK_INSTANTIATE
 
 }  // namespace fusekit::cpu::FK_ISA

@@ -230,11 +230,8 @@ template <class Rule> void optimizer_step(const StepArgs& a, const typename Rule
   launch_variant<Rule, 0>(a, h, reinterpret_cast<cudaStream_t>(a.stream));
 }
 
-template void optimizer_step<SGDRule>(const StepArgs&, const SGDHyper&);
-template void optimizer_step<AdamRule>(const StepArgs&, const AdamHyper&);
-template void optimizer_step<NAdamRule>(const StepArgs&, const NAdamHyper&);
-template void optimizer_step<RMSpropRule>(const StepArgs&, const RMSpropHyper&);
-template void optimizer_step<AdagradRule>(const StepArgs&, const AdagradHyper&);
-template void optimizer_step<GradOpRule>(const StepArgs&, const GradOpHyper&);
+#define FK_INSTANTIATE(Rule) template void optimizer_step<Rule>(const StepArgs&, const Rule::Hyper&);
+FK_FOR_EACH_RULE(FK_INSTANTIATE)
+#undef FK_INSTANTIATE
 
 }  // namespace fusekit::cuda

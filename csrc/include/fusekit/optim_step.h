@@ -8,6 +8,9 @@
 #include "fusekit/math/sgd.h"
 #include "fusekit/step_args.h"
 
+// Every rule run by the optimizer machinery, for explicit instantiations.
+#define FK_FOR_EACH_RULE(X) X(SGDRule) X(AdamRule) X(NAdamRule) X(RMSpropRule) X(AdagradRule) X(GradOpRule)
+
 namespace fusekit {
 
 // Validates sizes, then applies Rule to every tensor of the list: advances the per-tensor
