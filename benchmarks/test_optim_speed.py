@@ -21,8 +21,10 @@ from fusekit.bench.workloads import WORKLOADS, make_params
 def test_optimizer_step(benchmark, device, workload, name, impl):
     kw, _ = OPTIMIZERS[name]
     params = make_params(WORKLOADS[workload](), device)
-    opt = getattr(fo, name)(params, **kw) if impl == "fusekit" else torch_best(name, params, kw, device)[0]
-    benchmark.extra_info["torch_impl"] = torch_best.__name__ if impl == "fusekit" else type(opt).__name__
+    if impl == "fusekit":
+        opt = getattr(fo, name)(params, **kw)
+    else:
+        opt, benchmark.extra_info["torch_impl"] = torch_best(name, params, kw, device)
 
     def step():
         opt.step()
