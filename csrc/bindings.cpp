@@ -5,6 +5,7 @@
 #include "cpu/thread_pool.h"
 #include "fusekit/launch_plan.h"
 #include "fusekit/norm_args.h"
+#include "fusekit/pool_args.h"
 #include "fusekit/optim_step.h"
 
 namespace py = pybind11;
@@ -131,6 +132,39 @@ PYBIND11_MODULE(_C, m) {
     return py::make_tuple(r.total, r.coef);
   }, py::arg("args"));
   m.def("norm_chunk_count", &norm_chunk_count);
+
+  py::class_<Pool2dParams>(m, "Pool2dParams")
+      .def(py::init<>())
+      .def_readwrite("n", &Pool2dParams::n).def_readwrite("c", &Pool2dParams::c)
+      .def_readwrite("h", &Pool2dParams::h).def_readwrite("w", &Pool2dParams::w)
+      .def_readwrite("oh", &Pool2dParams::oh).def_readwrite("ow", &Pool2dParams::ow)
+      .def_readwrite("kh", &Pool2dParams::kh).def_readwrite("kw", &Pool2dParams::kw)
+      .def_readwrite("sh", &Pool2dParams::sh).def_readwrite("sw", &Pool2dParams::sw)
+      .def_readwrite("ph", &Pool2dParams::ph).def_readwrite("pw", &Pool2dParams::pw)
+      .def_readwrite("dh", &Pool2dParams::dh).def_readwrite("dw", &Pool2dParams::dw)
+      .def_readwrite("count_include_pad", &Pool2dParams::count_include_pad)
+      .def_readwrite("divisor_override", &Pool2dParams::divisor_override);
+  py::class_<PoolArgs>(m, "PoolArgs")
+      .def(py::init<>())
+      .def_readwrite("device", &PoolArgs::device)
+      .def_readwrite("stream", &PoolArgs::stream)
+      .def_readwrite("num_threads", &PoolArgs::num_threads)
+      .def_property("dtype", [](const PoolArgs& a) { return static_cast<int>(a.dtype); },
+                    [](PoolArgs& a, int d) {
+                      if (d < 0 || d > 3) throw py::value_error("unknown dtype code");
+                      a.dtype = static_cast<DType>(d);
+                    })
+      .def_readwrite("q", &PoolArgs::q)
+      .def_readwrite("input", &PoolArgs::in)
+      .def_readwrite("out", &PoolArgs::out)
+      .def_readwrite("indices", &PoolArgs::indices)
+      .def_readwrite("grad_out", &PoolArgs::grad_out)
+      .def_readwrite("grad_in", &PoolArgs::grad_in);
+  m.def("pool2d", [](int op, const PoolArgs& a) {
+    if (op < 0 || op > 3) throw py::value_error("unknown pooling op");
+    py::gil_scoped_release release;
+    pool2d(static_cast<PoolOp>(op), a);
+  }, py::arg("op"), py::arg("args"));
 
   m.def("chunk_elems", [](int d) { return chunk_elems(static_cast<DType>(d)); });
   m.def("build_chunks", [](const std::vector<int64_t>& numels, int64_t chunk) {

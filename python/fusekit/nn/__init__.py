@@ -1,4 +1,7 @@
-"""fusekit.nn: drop-ins for torch.nn pieces (clipping utilities in fusekit.nn.utils)."""
-from . import utils
+"""fusekit.nn: drop-ins for torch.nn pieces: pooling layers (fusekit.nn.MaxPool2d,
+AvgPool2d), their functional forms (fusekit.nn.functional) and the clipping utilities
+(fusekit.nn.utils)."""
+from . import functional, utils
+from .modules import AvgPool2d, MaxPool2d
 
-__all__ = ["utils"]
+__all__ = ["functional", "utils", "MaxPool2d", "AvgPool2d"]

@@ -1,0 +1,79 @@
+// CPU max/avg pooling, forward and backward (reference for csrc/cuda/pool.cu, which runs the
+// same element functions): parallel over N*C planes, one thread per plane range.
+#include <stdexcept>
+
+#include "cpu/thread_pool.h"
+#include "fusekit/pool_args.h"
+#include "fusekit/pool_elems.h"
+
+namespace fusekit {
+namespace {
+
+template <class S> void run(PoolOp op, const PoolArgs& a) {
+  const Pool2dParams& q = a.q;
+  const int64_t planes = q.n * q.c, in_sz = q.h * q.w, out_sz = q.oh * q.ow;
+  auto task = [&](int64_t p) {
+    switch (op) {
+      case PoolOp::MaxForward: {
+        const S* in = reinterpret_cast<const S*>(a.in) + p * in_sz;
+        S* out = reinterpret_cast<S*>(a.out) + p * out_sz;
+        int64_t* idx = reinterpret_cast<int64_t*>(a.indices) + p * out_sz;
+        for (int64_t oy = 0; oy < q.oh; ++oy)
+          for (int64_t ox = 0; ox < q.ow; ++ox) max_fwd<S>(q, in, out, idx, oy, ox);
+        break;
+      }
+      case PoolOp::MaxBackward: {
+        const S* gout = reinterpret_cast<const S*>(a.grad_out) + p * out_sz;
+        const int64_t* idx = reinterpret_cast<const int64_t*>(a.indices) + p * out_sz;
+        S* gin = reinterpret_cast<S*>(a.grad_in) + p * in_sz;
+        for (int64_t y = 0; y < q.h; ++y)
+          for (int64_t x = 0; x < q.w; ++x) max_bwd<S>(q, gout, idx, gin, y, x);
+        break;
+      }
+      case PoolOp::AvgForward: {
+        const S* in = reinterpret_cast<const S*>(a.in) + p * in_sz;
+        S* out = reinterpret_cast<S*>(a.out) + p * out_sz;
+        for (int64_t oy = 0; oy < q.oh; ++oy)
+          for (int64_t ox = 0; ox < q.ow; ++ox) avg_fwd<S>(q, in, out, oy, ox);
+        break;
+      }
+      case PoolOp::AvgBackward: {
+        const S* gout = reinterpret_cast<const S*>(a.grad_out) + p * out_sz;
+        S* gin = reinterpret_cast<S*>(a.grad_in) + p * in_sz;
+        for (int64_t y = 0; y < q.h; ++y)
+          for (int64_t x = 0; x < q.w; ++x) avg_bwd<S>(q, gout, gin, y, x);
+        break;
+      }
+    }
+  };
+  const int threads = planes * (in_sz + out_sz) < 16384 ? 1 : a.num_threads;
+  cpu::parallel_for(threads, planes, task);
+}
+
+void check(PoolOp op, const PoolArgs& a) {
+  const Pool2dParams& q = a.q;
+  if (q.n < 0 || q.c < 0 || q.h < 1 || q.w < 1 || q.oh < 1 || q.ow < 1)
+    throw std::invalid_argument("pooling sizes must be positive");
+  if (q.kh < 1 || q.kw < 1 || q.sh < 1 || q.sw < 1 || q.dh < 1 || q.dw < 1 || q.ph < 0 || q.pw < 0)
+    throw std::invalid_argument("kernel_size, stride and dilation must be positive and padding non-negative");
+  const bool fwd = op == PoolOp::MaxForward || op == PoolOp::AvgForward;
+  const bool max = op == PoolOp::MaxForward || op == PoolOp::MaxBackward;
+  if (q.n * q.c > 0 && ((fwd && (!a.in || !a.out)) || (!fwd && (!a.grad_out || !a.grad_in)) || (max && !a.indices)))
+    throw std::invalid_argument("null data pointer");
+}
+
+}  // namespace
+
+void pool2d(PoolOp op, const PoolArgs& a) {
+  check(op, a);
+  if (a.device >= 0) {
+#ifdef FK_WITH_CUDA
+    return cuda::pool2d(op, a);
+#else
+    throw std::runtime_error("fusekit was built without CUDA kernels");
+#endif
+  }
+  dispatch_dtype(a.dtype, [&](auto s) { run<decltype(s)>(op, a); });
+}
+
+}  // namespace fusekit

@@ -1,0 +1,59 @@
+// One output (forward) or one input gradient (backward) of max/avg pooling: the bodies of
+// the CPU loops and the CUDA kernels. Backward passes gather over the covering outputs in a
+// fixed order (no scatter, no atomics), so results are deterministic.
+#pragma once
+#include "fusekit/dtype.h"
+#include "fusekit/math/pool.h"
+
+namespace fusekit {
+
+template <class S>
+FK_HOST_DEVICE void max_fwd(const Pool2dParams& q, const S* in, S* out, int64_t* idx, int64_t oy, int64_t ox) {
+  using A = compute_t<S>;
+  A best = A(0);
+  const int64_t arg = max_window<A>(q, oy, ox, [&](int64_t i) { return load(in, i); }, best);
+  store(out, oy * q.ow + ox, best);
+  idx[oy * q.ow + ox] = arg;
+}
+
+template <class S>
+FK_HOST_DEVICE void max_bwd(const Pool2dParams& q, const S* gout, const int64_t* idx, S* gin, int64_t y, int64_t x) {
+  using A = compute_t<S>;
+  int64_t oy0, oy1, ox0, ox1;
+  covering_outputs(y, q.sh, q.dh * (q.kh - 1) + 1, q.ph, q.oh, oy0, oy1);
+  covering_outputs(x, q.sw, q.dw * (q.kw - 1) + 1, q.pw, q.ow, ox0, ox1);
+  const int64_t me = y * q.w + x;
+  A acc = A(0);
+  for (int64_t oy = oy0; oy <= oy1; ++oy)
+    for (int64_t ox = ox0; ox <= ox1; ++ox)
+      if (idx[oy * q.ow + ox] == me) acc = acc + load(gout, oy * q.ow + ox);
+  store(gin, me, acc);
+}
+
+template <class S>
+FK_HOST_DEVICE void avg_fwd(const Pool2dParams& q, const S* in, S* out, int64_t oy, int64_t ox) {
+  using A = compute_t<S>;
+  const AvgWindow w = avg_window(q, oy, ox);
+  A sum = A(0);
+  for (int64_t y = w.y0; y < w.y1; ++y)
+    for (int64_t x = w.x0; x < w.x1; ++x) sum = sum + load(in, y * q.w + x);
+  const bool empty = w.y0 >= w.y1 || w.x0 >= w.x1;
+  store(out, oy * q.ow + ox, empty ? A(0) : sum / A(w.divisor));
+}
+
+template <class S>
+FK_HOST_DEVICE void avg_bwd(const Pool2dParams& q, const S* gout, S* gin, int64_t y, int64_t x) {
+  using A = compute_t<S>;
+  int64_t oy0, oy1, ox0, ox1;
+  covering_outputs(y, q.sh, q.kh, q.ph, q.oh, oy0, oy1);
+  covering_outputs(x, q.sw, q.kw, q.pw, q.ow, ox0, ox1);
+  A acc = A(0);
+  for (int64_t oy = oy0; oy <= oy1; ++oy)
+    for (int64_t ox = ox0; ox <= ox1; ++ox) {
+      const AvgWindow w = avg_window(q, oy, ox);
+      if (y >= w.y0 && y < w.y1 && x >= w.x0 && x < w.x1) acc = acc + load(gout, oy * q.ow + ox) / A(w.divisor);
+    }
+  store(gin, y * q.w + x, acc);
+}
+
+}  // namespace fusekit

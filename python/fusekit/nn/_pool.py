@@ -1,0 +1,125 @@
+"""Argument handling and autograd for max_pool2d / avg_pool2d on fusekit's kernels."""
+from __future__ import annotations
+
+import torch
+
+from .. import _C
+from .._backend import DTYPE_CODES, current_stream, device_index
+
+MAX_FWD, MAX_BWD, AVG_FWD, AVG_BWD = 0, 1, 2, 3
+
+
+def pair(v, name: str) -> tuple:
+    if isinstance(v, int):
+        return (v, v)
+    t = tuple(v)
+    if len(t) == 1:
+        return (t[0], t[0])
+    if len(t) != 2 or not all(isinstance(x, int) for x in t):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return t
+
+
+def params(x: torch.Tensor, kernel_size, stride, padding, dilation, ceil_mode: bool, fn: str):
+    """Checks everything (before any kernel runs) and returns a _C.Pool2dParams."""
+    if x.dim() not in (3, 4):
+        raise ValueError(f"{fn}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got {x.dim()}-D")
+    if x.dtype not in DTYPE_CODES:
+        raise TypeError(f"{fn}: input dtype {x.dtype} is not supported (float32/64, float16, bfloat16)")
+    k = pair(kernel_size, "kernel_size")
+    s = k if (stride is None or (not isinstance(stride, int) and len(stride) == 0)) else pair(stride, "stride")
+    p, d = pair(padding, "padding"), pair(dilation, "dilation")
+    if min(k) <= 0:
+        raise ValueError(f"{fn}: kernel_size must be positive, got {k}")
+    if min(s) <= 0:
+        raise ValueError(f"{fn}: stride must be positive, got {s}")
+    if min(d) <= 0:
+        raise ValueError(f"{fn}: dilation must be positive, got {d}")
+    if min(p) < 0 or p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{fn}: padding {p} should be non-negative and at most half of kernel_size {k}")
+    h, w = x.shape[-2], x.shape[-1]
+    if h == 0 or w == 0:
+        raise ValueError(f"{fn}: input spatial size ({h}, {w}) must be non-zero")
+    oh = _C_out(h, k[0], s[0], p[0], d[0], ceil_mode)
+    ow = _C_out(w, k[1], s[1], p[1], d[1], ceil_mode)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{fn}: output size ({oh}, {ow}) is too small for input ({h}, {w}) with kernel_size {k}, "
+                         f"padding {p}, dilation {d}")
+    q = _C.Pool2dParams()
+    n = x.shape[0] if x.dim() == 4 else 1
+    q.n, q.c, q.h, q.w, q.oh, q.ow = n, x.shape[-3], h, w, oh, ow
+    q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw = *k, *s, *p, *d
+    return q
+
+
+def _C_out(n, k, s, p, d, ceil):
+    num = n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)
+    out = num // s + 1  # Python's // is floor division, torch's div_rtn
+    if ceil and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def run(op: int, q, x=None, out=None, indices=None, grad_out=None, grad_in=None):
+    ref = x if x is not None else grad_out
+    a = _C.PoolArgs()
+    a.device = device_index(ref.device)
+    a.stream = current_stream(ref.device)
+    a.num_threads = torch.get_num_threads()
+    a.dtype = DTYPE_CODES[ref.dtype]
+    a.q = q
+    for name, t in (("input", x), ("out", out), ("indices", indices), ("grad_out", grad_out), ("grad_in", grad_in)):
+        if t is not None:
+            setattr(a, name, t.data_ptr())
+    _C.pool2d(op, a)
+
+
+def _nchw(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous()
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _like_input(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """torch returns channels_last outputs for channels_last 4-D inputs. (The kernels run
+    on NCHW: channels_last inputs are converted, not yet processed natively.)"""
+    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+
+
+class MaxPool2dFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, q):
+        xc = _nchw(x)
+        shape = (*x.shape[:-2], q.oh, q.ow)
+        out = torch.empty(shape, dtype=x.dtype, device=x.device)
+        idx = torch.empty(shape, dtype=torch.int64, device=x.device)
+        run(MAX_FWD, q, x=xc, out=out, indices=idx)
+        ctx.q, ctx.shape, ctx.cl = q, x.shape, _channels_last(x)
+        ctx.save_for_backward(idx)
+        ctx.mark_non_differentiable(idx)
+        return _like_input(out, ctx.cl), _like_input(idx, ctx.cl)
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_idx):
+        (idx,) = ctx.saved_tensors
+        gin = torch.empty(ctx.shape, dtype=grad_out.dtype, device=grad_out.device)
+        run(MAX_BWD, ctx.q, grad_out=grad_out.contiguous(), indices=idx.contiguous(), grad_in=gin)
+        return _like_input(gin, ctx.cl), None
+
+
+class AvgPool2dFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, q):
+        xc = _nchw(x)
+        out = torch.empty((*x.shape[:-2], q.oh, q.ow), dtype=x.dtype, device=x.device)
+        run(AVG_FWD, q, x=xc, out=out)
+        ctx.q, ctx.shape, ctx.cl = q, x.shape, _channels_last(x)
+        return _like_input(out, ctx.cl)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        gin = torch.empty(ctx.shape, dtype=grad_out.dtype, device=grad_out.device)
+        run(AVG_BWD, ctx.q, grad_out=grad_out.contiguous(), grad_in=gin)
+        return _like_input(gin, ctx.cl), None

@@ -1,0 +1,34 @@
+"""fusekit.nn.functional: drop-ins for torch.nn.functional pooling (conv2d: to come).
+
+Same signatures and semantics as torch 2.13; autograd for the input; float32/float64/
+float16/bfloat16 (half types accumulate in float32); NCHW and channels_last inputs
+(outputs in the memory format torch returns).
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _pool
+
+__all__ = ["max_pool2d", "avg_pool2d"]
+
+
+def max_pool2d(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """torch.nn.functional.max_pool2d: same values and the same indices (ties take the first
+    maximum in the window, NaN propagates as in torch)."""
+    q = _pool.params(input, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
+    out, idx = _pool.MaxPool2dFn.apply(input, q)
+    return (out, idx) if return_indices else out
+
+
+def avg_pool2d(input: torch.Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override=None):
+    """torch.nn.functional.avg_pool2d."""
+    q = _pool.params(input, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
+    if divisor_override is not None:
+        if int(divisor_override) != divisor_override or divisor_override == 0:
+            raise ValueError(f"avg_pool2d: divisor_override must be a non-zero integer, got {divisor_override}")
+        q.divisor_override = int(divisor_override)
+    q.count_include_pad = bool(count_include_pad)
+    return _pool.AvgPool2dFn.apply(input, q)
