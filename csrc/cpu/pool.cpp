@@ -12,12 +12,17 @@ namespace {
 template <class S> void run(PoolOp op, const PoolArgs& a) {
   const Pool2dParams& q = a.q;
   const int64_t planes = q.n * q.c, in_sz = q.h * q.w, out_sz = q.oh * q.ow;
+  const bool tiles = pool_tiles(q);
   auto task = [&](int64_t p) {
     switch (op) {
       case PoolOp::MaxForward: {
         const S* in = reinterpret_cast<const S*>(a.in) + p * in_sz;
         S* out = reinterpret_cast<S*>(a.out) + p * out_sz;
         int64_t* idx = reinterpret_cast<int64_t*>(a.indices) + p * out_sz;
+        if (tiles) {
+          for (int64_t oy = 0; oy < q.oh; ++oy) max_fwd_tile_row<S>(q, in, out, idx, oy);
+          break;
+        }
         for (int64_t oy = 0; oy < q.oh; ++oy)
           for (int64_t ox = 0; ox < q.ow; ++ox) max_fwd<S>(q, in, out, idx, oy, ox);
         break;
@@ -26,6 +31,12 @@ template <class S> void run(PoolOp op, const PoolArgs& a) {
         const S* gout = reinterpret_cast<const S*>(a.grad_out) + p * out_sz;
         const int64_t* idx = reinterpret_cast<const int64_t*>(a.indices) + p * out_sz;
         S* gin = reinterpret_cast<S*>(a.grad_in) + p * in_sz;
+        if (tiles) {
+          for (int64_t oy = 0; oy < q.oh; ++oy) max_bwd_tile_row<S>(q, gout, idx, gin, oy);
+          const int64_t done = q.oh * q.sh * q.w;  // rows below the last window get no gradient
+          for (int64_t e = done; e < in_sz; ++e) store(gin, e, compute_t<S>(0));
+          break;
+        }
         for (int64_t y = 0; y < q.h; ++y)
           for (int64_t x = 0; x < q.w; ++x) max_bwd<S>(q, gout, idx, gin, y, x);
         break;

@@ -56,4 +56,43 @@ FK_HOST_DEVICE void avg_bwd(const Pool2dParams& q, const S* gout, S* gin, int64_
   store(gin, y * q.w + x, acc);
 }
 
+// Non-overlapping windows fully inside the input (kernel == stride, no padding, dilation
+// 1, floor mode): the common 2x2/2 case. One output row of the forward pass, without
+// per-element bounds checks; same tie/NaN rule as max_window.
+FK_HOST_DEVICE bool pool_tiles(const Pool2dParams& q) {
+  return q.kh == q.sh && q.kw == q.sw && q.ph == 0 && q.pw == 0 && q.dh == 1 && q.dw == 1 &&
+         q.oh * q.sh <= q.h && q.ow * q.sw <= q.w;
+}
+
+template <class S>
+FK_HOST_DEVICE void max_fwd_tile_row(const Pool2dParams& q, const S* in, S* out, int64_t* idx, int64_t oy) {
+  using A = compute_t<S>;
+  const int64_t y0 = oy * q.sh;
+  for (int64_t ox = 0; ox < q.ow; ++ox) {
+    const int64_t x0 = ox * q.sw;
+    A best = load(in, y0 * q.w + x0);
+    int64_t arg = y0 * q.w + x0;
+    for (int64_t i = 0; i < q.kh; ++i)
+      for (int64_t j = (i == 0 ? 1 : 0); j < q.kw; ++j) {
+        const int64_t e = (y0 + i) * q.w + x0 + j;
+        const A v = load(in, e);
+        if (v > best || v != v) {
+          best = v;
+          arg = e;
+        }
+      }
+    store(out, oy * q.ow + ox, best);
+    idx[oy * q.ow + ox] = arg;
+  }
+}
+
+// Backward of one output row for tiles: each input has at most one window.
+template <class S>
+FK_HOST_DEVICE void max_bwd_tile_row(const Pool2dParams& q, const S* gout, const int64_t* idx, S* gin, int64_t oy) {
+  using A = compute_t<S>;
+  for (int64_t i = 0; i < q.kh; ++i)
+    for (int64_t x = 0; x < q.w; ++x) store(gin, (oy * q.sh + i) * q.w + x, A(0));
+  for (int64_t ox = 0; ox < q.ow; ++ox) store(gin, idx[oy * q.ow + ox], load(gout, oy * q.ow + ox));
+}
+
 }  // namespace fusekit
