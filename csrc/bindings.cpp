@@ -4,6 +4,7 @@
 
 #include "cpu/thread_pool.h"
 #include "fusekit/launch_plan.h"
+#include "fusekit/conv_args.h"
 #include "fusekit/norm_args.h"
 #include "fusekit/pool_args.h"
 #include "fusekit/optim_step.h"
@@ -160,6 +161,33 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("indices", &PoolArgs::indices)
       .def_readwrite("grad_out", &PoolArgs::grad_out)
       .def_readwrite("grad_in", &PoolArgs::grad_in);
+  py::class_<Conv2dParams>(m, "Conv2dParams")
+      .def(py::init<>())
+      .def_readwrite("n", &Conv2dParams::n).def_readwrite("ci", &Conv2dParams::ci)
+      .def_readwrite("h", &Conv2dParams::h).def_readwrite("w", &Conv2dParams::w)
+      .def_readwrite("co", &Conv2dParams::co).def_readwrite("oh", &Conv2dParams::oh)
+      .def_readwrite("ow", &Conv2dParams::ow).def_readwrite("kh", &Conv2dParams::kh)
+      .def_readwrite("kw", &Conv2dParams::kw).def_readwrite("sh", &Conv2dParams::sh)
+      .def_readwrite("sw", &Conv2dParams::sw).def_readwrite("ph", &Conv2dParams::ph)
+      .def_readwrite("pw", &Conv2dParams::pw).def_readwrite("dh", &Conv2dParams::dh)
+      .def_readwrite("dw", &Conv2dParams::dw).def_readwrite("groups", &Conv2dParams::groups);
+  py::class_<ConvArgs>(m, "ConvArgs")
+      .def(py::init<>())
+      .def_readwrite("device", &ConvArgs::device)
+      .def_readwrite("stream", &ConvArgs::stream)
+      .def_readwrite("num_threads", &ConvArgs::num_threads)
+      .def_property("dtype", [](const ConvArgs& a) { return static_cast<int>(a.dtype); },
+                    [](ConvArgs& a, int d) {
+                      if (d < 0 || d > 3) throw py::value_error("unknown dtype code");
+                      a.dtype = static_cast<DType>(d);
+                    })
+      .def_readwrite("q", &ConvArgs::q)
+      .def_readwrite("input", &ConvArgs::input).def_readwrite("weight", &ConvArgs::weight)
+      .def_readwrite("bias", &ConvArgs::bias).def_readwrite("out", &ConvArgs::out)
+      .def_readwrite("grad_out", &ConvArgs::grad_out).def_readwrite("grad_input", &ConvArgs::grad_input)
+      .def_readwrite("grad_weight", &ConvArgs::grad_weight).def_readwrite("grad_bias", &ConvArgs::grad_bias);
+  m.def("conv2d_forward", &conv2d_forward, py::arg("args"), py::call_guard<py::gil_scoped_release>());
+  m.def("conv2d_backward", &conv2d_backward, py::arg("args"), py::call_guard<py::gil_scoped_release>());
   m.def("pool2d", [](int op, const PoolArgs& a) {
     if (op < 0 || op > 3) throw py::value_error("unknown pooling op");
     py::gil_scoped_release release;

@@ -1,4 +1,4 @@
-"""fusekit.nn.functional: drop-ins for torch.nn.functional pooling (conv2d: to come).
+"""fusekit.nn.functional: drop-ins for torch.nn.functional conv2d and pooling.
 
 Same signatures and semantics as torch 2.13; autograd for the input; float32/float64/
 float16/bfloat16 (half types accumulate in float32); NCHW and channels_last inputs
@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import torch
 
-from . import _pool
+from . import _conv, _pool
 
-__all__ = ["max_pool2d", "avg_pool2d"]
+__all__ = ["conv2d", "max_pool2d", "avg_pool2d"]
+
+
+def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> torch.Tensor:
+    """torch.nn.functional.conv2d (padding may be an int, a pair, 'same' or 'valid')."""
+    x, q = _conv.prepare(input, weight, bias, stride, padding, dilation, groups)
+    return _conv.Conv2dFn.apply(x, weight, bias, q)
 
 
 def max_pool2d(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,

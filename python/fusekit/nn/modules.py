@@ -1,9 +1,20 @@
-"""fusekit.nn modules: drop-ins for torch.nn.MaxPool2d / AvgPool2d (Conv2d: to come)."""
+"""fusekit.nn modules: drop-ins for torch.nn.Conv2d, MaxPool2d and AvgPool2d."""
 from __future__ import annotations
 
 import torch
 
 from . import functional as F
+
+
+class Conv2d(torch.nn.Conv2d):
+    """torch.nn.Conv2d on fusekit's kernels: same constructor arguments (padding_mode
+    included), parameter names and initialisation, so state_dicts move both ways."""
+
+    def _conv_forward(self, input, weight, bias):
+        if self.padding_mode != "zeros":
+            input = torch.nn.functional.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F.conv2d(input, weight, bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class MaxPool2d(torch.nn.MaxPool2d):

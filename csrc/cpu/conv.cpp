@@ -1,0 +1,107 @@
+// CPU conv2d forward/backward (reference for csrc/cuda/conv.cu; both run conv_elems.h).
+// Forward: parallel over (image, output channel) planes, each accumulated tap by tap in a
+// float32 (or float64) plane buffer. Input gradient: parallel over (image, input channel).
+// Weight/bias gradients: parallel over output channels, each summed over the batch in
+// order, so every result is independent of the thread count.
+#include <stdexcept>
+#include <vector>
+
+#include "cpu/thread_pool.h"
+#include "fusekit/conv_args.h"
+#include "fusekit/conv_elems.h"
+
+namespace fusekit {
+namespace {
+
+void check(const ConvArgs& a, bool fwd) {
+  const Conv2dParams& q = a.q;
+  if (q.groups < 1 || q.ci % q.groups || q.co % q.groups)
+    throw std::invalid_argument("channels must be divisible by groups");
+  if (q.kh < 1 || q.kw < 1 || q.sh < 1 || q.sw < 1 || q.dh < 1 || q.dw < 1 || q.ph < 0 || q.pw < 0)
+    throw std::invalid_argument("kernel, stride and dilation must be positive and padding non-negative");
+  if (q.oh != conv_out_size(q.h, q.kh, q.sh, q.ph, q.dh) || q.ow != conv_out_size(q.w, q.kw, q.sw, q.pw, q.dw) ||
+      q.oh < 1 || q.ow < 1)
+    throw std::invalid_argument("output size does not match the convolution");
+  if (fwd ? (!a.input || !a.weight || !a.out) : (!a.grad_out || !a.weight || !a.input))
+    throw std::invalid_argument("null data pointer");
+}
+
+template <class S> void forward(const ConvArgs& a) {
+  using A = compute_t<S>;
+  const Conv2dParams& q = a.q;
+  const S* in = reinterpret_cast<const S*>(a.input);
+  const S* w = reinterpret_cast<const S*>(a.weight);
+  const S* b = reinterpret_cast<const S*>(a.bias);
+  S* out = reinterpret_cast<S*>(a.out);
+  const int64_t plane = q.oh * q.ow;
+  auto task = [&](int64_t t) {
+    const int64_t n = t / q.co, oc = t % q.co;
+    std::vector<A> acc(plane, b ? load(b, oc) : A(0)), tmp(plane);
+    conv_fwd_plane<S, A>(q, in + n * q.ci * q.h * q.w, w, oc, acc.data(), tmp.data());
+    S* o = out + t * plane;
+    for (int64_t e = 0; e < plane; ++e) store(o, e, acc[e]);
+  };
+  cpu::parallel_for(a.num_threads, q.n * q.co, task);
+}
+
+template <class S> void backward(const ConvArgs& a) {
+  using A = compute_t<S>;
+  const Conv2dParams& q = a.q;
+  const S* in = reinterpret_cast<const S*>(a.input);
+  const S* w = reinterpret_cast<const S*>(a.weight);
+  const S* gout = reinterpret_cast<const S*>(a.grad_out);
+  if (a.grad_input) {
+    S* gin = reinterpret_cast<S*>(a.grad_input);
+    const int64_t plane = q.h * q.w;
+    auto task = [&](int64_t t) {
+      const int64_t n = t / q.ci, ic = t % q.ci;
+      std::vector<A> acc(plane, A(0)), tmp(plane);
+      conv_bwd_input_plane<S, A>(q, gout + n * q.co * q.oh * q.ow, w, ic, acc.data(), tmp.data());
+      for (int64_t e = 0; e < plane; ++e) store(gin + t * plane, e, acc[e]);
+    };
+    cpu::parallel_for(a.num_threads, q.n * q.ci, task);
+  }
+  if (a.grad_weight) {
+    S* gw = reinterpret_cast<S*>(a.grad_weight);
+    const int64_t cig = q.ci / q.groups, per_oc = cig * q.kh * q.kw;
+    auto task = [&](int64_t oc) {
+      for (int64_t r = 0; r < per_oc; ++r) {
+        const int64_t icl = r / (q.kh * q.kw), ky = (r / q.kw) % q.kh, kx = r % q.kw;
+        store(gw, oc * per_oc + r, conv_bwd_weight_elem<S, A>(q, in, gout, oc, icl, ky, kx, 0, q.n));
+      }
+    };
+    cpu::parallel_for(a.num_threads, q.co, task);
+  }
+  if (a.grad_bias) {
+    S* gb = reinterpret_cast<S*>(a.grad_bias);
+    for (int64_t oc = 0; oc < q.co; ++oc) store(gb, oc, conv_bwd_bias_elem<S, A>(q, gout, oc));
+  }
+}
+
+}  // namespace
+
+void conv2d_forward(const ConvArgs& a) {
+  check(a, true);
+  if (a.device >= 0) {
+#ifdef FK_WITH_CUDA
+    return cuda::conv2d_forward(a);
+#else
+    throw std::runtime_error("fusekit was built without CUDA kernels");
+#endif
+  }
+  dispatch_dtype(a.dtype, [&](auto s) { forward<decltype(s)>(a); });
+}
+
+void conv2d_backward(const ConvArgs& a) {
+  check(a, false);
+  if (a.device >= 0) {
+#ifdef FK_WITH_CUDA
+    return cuda::conv2d_backward(a);
+#else
+    throw std::runtime_error("fusekit was built without CUDA kernels");
+#endif
+  }
+  dispatch_dtype(a.dtype, [&](auto s) { backward<decltype(s)>(a); });
+}
+
+}  // namespace fusekit

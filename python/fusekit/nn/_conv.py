@@ -1,0 +1,120 @@
+"""Argument handling and autograd for conv2d on fusekit's kernels."""
+from __future__ import annotations
+
+import torch
+
+from .. import _C
+from .._backend import DTYPE_CODES, current_stream, device_index
+from ._pool import pair
+
+
+def prepare(x, weight, bias, stride, padding, dilation, groups):
+    """Checks everything before any kernel runs. Returns (input, q) where input may be
+    padded (asymmetric 'same' padding, as torch does) and q is a _C.Conv2dParams."""
+    if x.dim() not in (3, 4):
+        raise ValueError(f"conv2d: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got {x.dim()}-D")
+    if weight.dim() != 4:
+        raise ValueError(f"conv2d: expected a 4-D weight (out_channels, in_channels/groups, kH, kW), got {weight.dim()}-D")
+    if x.dtype not in DTYPE_CODES:
+        raise TypeError(f"conv2d: input dtype {x.dtype} is not supported (float32/64, float16, bfloat16)")
+    if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
+        raise TypeError(f"conv2d: input ({x.dtype}), weight ({weight.dtype}) and bias "
+                        f"({None if bias is None else bias.dtype}) must have the same dtype")
+    if weight.device != x.device or (bias is not None and bias.device != x.device):
+        raise ValueError(f"conv2d: input, weight and bias must be on one device, got {x.device}, {weight.device}"
+                         + ("" if bias is None else f", {bias.device}"))
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive integer, got {groups}")
+    c, co = x.shape[-3], weight.shape[0]
+    if c % groups or co % groups:
+        raise ValueError(f"conv2d: in_channels ({c}) and out_channels ({co}) must be divisible by groups ({groups})")
+    if weight.shape[1] * groups != c:
+        raise ValueError(f"conv2d: weight of shape {tuple(weight.shape)} expects {weight.shape[1] * groups} input "
+                         f"channels with groups={groups}, but the input has {c}")
+    if bias is not None and tuple(bias.shape) != (co,):
+        raise ValueError(f"conv2d: bias must have shape ({co},), got {tuple(bias.shape)}")
+    s, d = pair(stride, "stride"), pair(dilation, "dilation")
+    if min(s) <= 0:
+        raise ValueError(f"conv2d: stride must be positive, got {s}")
+    if min(d) <= 0:
+        raise ValueError(f"conv2d: dilation must be positive, got {d}")
+    k = tuple(weight.shape[2:])
+    if isinstance(padding, str):
+        if padding == "valid":
+            p = (0, 0)
+        elif padding == "same":
+            if s != (1, 1):
+                raise ValueError("conv2d: padding='same' is not supported for strided convolutions")
+            total = [d[i] * (k[i] - 1) for i in range(2)]
+            p = (total[0] // 2, total[1] // 2)
+            extra = [total[i] - 2 * p[i] for i in range(2)]
+            if any(extra):  # torch pads the odd element on the bottom/right
+                x = torch.nn.functional.pad(x, (0, extra[1], 0, extra[0]))
+        else:
+            raise ValueError(f"conv2d: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+    else:
+        p = pair(padding, "padding")
+        if min(p) < 0:
+            raise ValueError(f"conv2d: padding must be non-negative, got {p}")
+    h, w = x.shape[-2], x.shape[-1]
+    eff = [d[i] * (k[i] - 1) + 1 for i in range(2)]
+    if h + 2 * p[0] < eff[0] or w + 2 * p[1] < eff[1]:
+        raise ValueError(f"conv2d: kernel size {tuple(eff)} (dilated) is larger than the padded input "
+                         f"({h + 2 * p[0]}, {w + 2 * p[1]})")
+    q = _C.Conv2dParams()
+    q.n = x.shape[0] if x.dim() == 4 else 1
+    q.ci, q.h, q.w, q.co = c, h, w, co
+    q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw = *k, *s, *p, *d
+    q.oh = (h + 2 * p[0] - eff[0]) // s[0] + 1
+    q.ow = (w + 2 * p[1] - eff[1]) // s[1] + 1
+    q.groups = groups
+    return x, q
+
+
+def _args(q, ref):
+    a = _C.ConvArgs()
+    a.device = device_index(ref.device)
+    a.stream = current_stream(ref.device)
+    a.num_threads = torch.get_num_threads()
+    a.dtype = DTYPE_CODES[ref.dtype]
+    a.q = q
+    return a
+
+
+def _channels_last(x):
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+class Conv2dFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, q):
+        xc, wc = x.contiguous(), weight.contiguous()
+        bc = None if bias is None else bias.contiguous()
+        out = torch.empty((*x.shape[:-3], q.co, q.oh, q.ow), dtype=x.dtype, device=x.device)
+        a = _args(q, x)
+        a.input, a.weight, a.out = xc.data_ptr(), wc.data_ptr(), out.data_ptr()
+        if bc is not None:
+            a.bias = bc.data_ptr()
+        _C.conv2d_forward(a)
+        ctx.q, ctx.cl, ctx.has_bias = q, _channels_last(x), bias is not None
+        ctx.save_for_backward(xc, wc)
+        return out.contiguous(memory_format=torch.channels_last) if ctx.cl else out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        xc, wc = ctx.saved_tensors
+        need_x, need_w, need_b, _ = ctx.needs_input_grad
+        go = grad_out.contiguous()
+        a = _args(ctx.q, go)
+        a.input, a.weight, a.grad_out = xc.data_ptr(), wc.data_ptr(), go.data_ptr()
+        gx = torch.empty_like(xc) if need_x else None
+        gw = torch.empty_like(wc) if need_w else None
+        gb = torch.empty(ctx.q.co, dtype=go.dtype, device=go.device) if (need_b and ctx.has_bias) else None
+        for name, t in (("grad_input", gx), ("grad_weight", gw), ("grad_bias", gb)):
+            if t is not None:
+                setattr(a, name, t.data_ptr())
+        _C.conv2d_backward(a)
+        if ctx.cl:  # torch returns channels_last input and weight gradients then
+            gx = None if gx is None else gx.contiguous(memory_format=torch.channels_last)
+            gw = None if gw is None else gw.contiguous(memory_format=torch.channels_last)
+        return gx, gw, gb, None

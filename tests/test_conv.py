@@ -1,0 +1,120 @@
+"""conv2d against torch.nn.functional.conv2d: values and all three gradients."""
+import pytest
+import torch
+
+import fusekit.nn as fnn
+import fusekit.nn.functional as F
+from test_pool import close_or_better
+
+CASES = [
+    # (input shape, weight shape, kwargs)
+    ((2, 3, 9, 11), (5, 3, 3, 3), dict(padding=1)),
+    ((1, 1, 28, 28), (20, 1, 5, 5), {}),                                  # Nielsen / LeNet conv1
+    ((3, 20, 12, 12), (40, 20, 5, 5), dict(stride=1)),                    # Nielsen conv2
+    ((2, 4, 10, 10), (6, 2, 3, 2), dict(stride=2, groups=2, dilation=(2, 1))),
+    ((1, 6, 7, 7), (6, 1, 5, 5), dict(padding="same", groups=6)),         # depthwise, 'same'
+    ((2, 3, 8, 8), (4, 3, 4, 4), dict(padding="same")),                   # even kernel: asymmetric
+    ((2, 3, 8, 9), (4, 3, 3, 3), dict(padding="valid", stride=(2, 3))),
+    ((4, 7, 6, 5), (3, 7, 1, 1), dict(padding=(0, 2))),
+    ((8, 7, 6), (4, 8, 3, 3), dict(padding=2, dilation=2)),               # unbatched input
+]
+
+
+def ids(case):
+    x, w, kw = case
+    return f"x{x}-w{w}-" + ",".join(f"{k}={v}" for k, v in kw.items())
+
+
+def run_case(xshape, wshape, kw, dtype, device, bias=True, layout="contiguous"):
+    g = torch.Generator().manual_seed(0)
+    mk = lambda s: torch.randn(s, generator=g, dtype=torch.float64)
+    x0, w0, b0 = mk(xshape), mk(wshape), mk(wshape[:1])
+    if layout == "channels_last":
+        x0 = x0.contiguous(memory_format=torch.channels_last)
+    outs = []
+    for fn, dt in ((F.conv2d, dtype), (torch.nn.functional.conv2d, dtype), (torch.nn.functional.conv2d, torch.float64)):
+        x = x0.to(dt).to(device).requires_grad_()
+        w = w0.to(dt).to(device).requires_grad_()
+        b = b0.to(dt).to(device).requires_grad_() if bias else None
+        if layout == "transposed":
+            x = x.transpose(-1, -2).detach().requires_grad_()
+        y = fn(x, w, b, **kw)
+        gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dt).to(device)
+        grads = torch.autograd.grad(y, [x, w] + ([b] if bias else []), gy)
+        outs.append((y, grads))
+    (a, ga), (r, gr), (d, gd) = outs
+    assert a.shape == r.shape and a.stride() == r.stride()
+    close_or_better(a, r, d)
+    for u, v, e in zip(ga, gr, gd):
+        assert u.stride() == v.stride()
+        close_or_better(u, v, e)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_conv2d_matches_torch(case, dtype, device):
+    run_case(*case, dtype, device)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "transposed"])
+def test_layouts_and_no_bias(layout, device):
+    run_case((2, 3, 9, 10), (4, 3, 3, 3), dict(padding=1), torch.float32, device, bias=False, layout=layout)
+
+
+def test_gradcheck_float64():
+    x = torch.randn(2, 4, 6, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 2, 3, 2, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: F.conv2d(*t, stride=(2, 1), padding=1, dilation=(1, 2), groups=2),
+                                    (x, w, b))
+
+
+def test_bitwise_deterministic_across_threads():
+    x = torch.randn(8, 16, 20, 20, requires_grad=True)
+    w = torch.randn(32, 16, 3, 3, requires_grad=True)
+    res = []
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        y = F.conv2d(x, w, padding=1)
+        res.append((y,) + torch.autograd.grad(y.square().sum(), (x, w)))
+    for u, v in zip(*res):
+        assert torch.equal(u, v)
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
+def test_module_is_a_drop_in(padding_mode):
+    torch.manual_seed(0)
+    ref = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1, padding_mode=padding_mode)
+    ours = fnn.Conv2d(3, 8, 3, stride=2, padding=1, padding_mode=padding_mode)
+    ours.load_state_dict(ref.state_dict())
+    assert repr(ours) == repr(ref)
+    assert ref.load_state_dict(ours.state_dict()) is not None
+    x = torch.randn(2, 3, 11, 11)
+    torch.testing.assert_close(ours(x), ref(x))
+    torch.manual_seed(5)
+    a = fnn.Conv2d(4, 6, 3)
+    torch.manual_seed(5)
+    b = torch.nn.Conv2d(4, 6, 3)
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)  # same initialisation
+
+
+@pytest.mark.parametrize("call,exc,msg", [
+    (lambda x, w: F.conv2d(x, w[:, :2]), ValueError, "expects 2 input channels with groups=1, but the input has 3"),
+    (lambda x, w: F.conv2d(x, w, groups=2), ValueError, "must be divisible by groups"),
+    (lambda x, w: F.conv2d(x, w, stride=0), ValueError, "stride must be positive"),
+    (lambda x, w: F.conv2d(x, w, padding=-1), ValueError, "padding must be non-negative"),
+    (lambda x, w: F.conv2d(x[..., :2, :2], w), ValueError, "is larger than the padded input"),
+    (lambda x, w: F.conv2d(x, w.double()), TypeError, "must have the same dtype"),
+    (lambda x, w: F.conv2d(x[0, 0], w), ValueError, "expected a 3-D (C, H, W) or 4-D"),
+    (lambda x, w: F.conv2d(x, w[0]), ValueError, "expected a 4-D weight"),
+    (lambda x, w: F.conv2d(x, w, torch.zeros(3)), ValueError, "bias must have shape (4,)"),
+    (lambda x, w: F.conv2d(x, w, padding="full"), ValueError, "padding must be an int, a pair, 'same' or 'valid'"),
+    (lambda x, w: F.conv2d(x, w, stride=2, padding="same"), ValueError, "not supported for strided"),
+])
+def test_errors(call, exc, msg):
+    x = torch.randn(1, 3, 6, 6)
+    w = torch.randn(4, 3, 3, 3)
+    xb, wb = x.clone(), w.clone()
+    with pytest.raises(exc, match=msg.replace("(", "\\(").replace(")", "\\)")):
+        call(x, w)
+    assert torch.equal(x, xb) and torch.equal(w, wb)
