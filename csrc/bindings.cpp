@@ -186,6 +186,14 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("bias", &ConvArgs::bias).def_readwrite("out", &ConvArgs::out)
       .def_readwrite("grad_out", &ConvArgs::grad_out).def_readwrite("grad_input", &ConvArgs::grad_input)
       .def_readwrite("grad_weight", &ConvArgs::grad_weight).def_readwrite("grad_bias", &ConvArgs::grad_bias);
+  py::class_<ConvPoolArgs>(m, "ConvPoolArgs")
+      .def(py::init<>())
+      .def_readwrite("conv", &ConvPoolArgs::conv)
+      .def_readwrite("pool", &ConvPoolArgs::pool)
+      .def_readwrite("out", &ConvPoolArgs::out)
+      .def_readwrite("indices", &ConvPoolArgs::indices);
+  m.def("conv_relu_maxpool_forward", &conv_relu_maxpool_forward, py::arg("args"),
+        py::call_guard<py::gil_scoped_release>());
   m.def("conv2d_forward", &conv2d_forward, py::arg("args"), py::call_guard<py::gil_scoped_release>());
   m.def("conv2d_backward", &conv2d_backward, py::arg("args"), py::call_guard<py::gil_scoped_release>());
   m.def("pool2d", [](int op, const PoolArgs& a) {

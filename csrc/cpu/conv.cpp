@@ -9,6 +9,7 @@
 #include "cpu/thread_pool.h"
 #include "fusekit/conv_args.h"
 #include "fusekit/conv_elems.h"
+#include "fusekit/math/pool.h"
 
 namespace fusekit {
 namespace {
@@ -22,7 +23,7 @@ void check(const ConvArgs& a, bool fwd) {
   if (q.oh != conv_out_size(q.h, q.kh, q.sh, q.ph, q.dh) || q.ow != conv_out_size(q.w, q.kw, q.sw, q.pw, q.dw) ||
       q.oh < 1 || q.ow < 1)
     throw std::invalid_argument("output size does not match the convolution");
-  if (fwd ? (!a.input || !a.weight || !a.out) : (!a.grad_out || !a.weight || !a.input))
+  if (fwd ? (!a.input || !a.weight || !a.out) : (!a.weight || !a.input))
     throw std::invalid_argument("null data pointer");
 }
 
@@ -78,7 +79,43 @@ template <class S> void backward(const ConvArgs& a) {
   }
 }
 
+template <class S> void conv_relu_maxpool(const ConvPoolArgs& a) {
+  using A = compute_t<S>;
+  const Conv2dParams& q = a.conv.q;
+  const Pool2dParams& pq = a.pool;
+  const S* in = reinterpret_cast<const S*>(a.conv.input);
+  const S* w = reinterpret_cast<const S*>(a.conv.weight);
+  const S* b = reinterpret_cast<const S*>(a.conv.bias);
+  S* out = reinterpret_cast<S*>(a.out);
+  int64_t* idx = reinterpret_cast<int64_t*>(a.indices);
+  const int64_t plane = q.oh * q.ow, pooled = pq.oh * pq.ow;
+  auto task = [&](int64_t t) {
+    const int64_t n = t / q.co, oc = t % q.co;
+    std::vector<A> acc(plane, b ? load(b, oc) : A(0)), tmp(plane);
+    conv_fwd_plane<S, A>(q, in + n * q.ci * q.h * q.w, w, oc, acc.data(), tmp.data());
+    for (A& z : acc) z = z < A(0) ? A(0) : z;  // relu; NaN stays NaN, as torch.relu
+    for (int64_t oy = 0; oy < pq.oh; ++oy)
+      for (int64_t ox = 0; ox < pq.ow; ++ox) {
+        A best = A(0);
+        const int64_t arg = max_window<A>(pq, oy, ox, [&](int64_t i) { return acc[i]; }, best);
+        store(out + t * pooled, oy * pq.ow + ox, best);
+        idx[t * pooled + oy * pq.ow + ox] = arg;
+      }
+  };
+  cpu::parallel_for(a.conv.num_threads, q.n * q.co, task);
+}
+
 }  // namespace
+
+void conv_relu_maxpool_forward(const ConvPoolArgs& a) {
+  check(a.conv, false);
+  if (!a.out || !a.indices) throw std::invalid_argument("null data pointer");
+  const Pool2dParams& pq = a.pool;
+  if (pq.n != a.conv.q.n || pq.c != a.conv.q.co || pq.h != a.conv.q.oh || pq.w != a.conv.q.ow)
+    throw std::invalid_argument("pooling input must be the convolution output");
+  if (a.conv.device >= 0) throw std::runtime_error("the fused conv+relu+max-pool block has no CUDA kernel yet");
+  dispatch_dtype(a.conv.dtype, [&](auto s) { conv_relu_maxpool<decltype(s)>(a); });
+}
 
 void conv2d_forward(const ConvArgs& a) {
   check(a, true);
@@ -94,6 +131,7 @@ void conv2d_forward(const ConvArgs& a) {
 
 void conv2d_backward(const ConvArgs& a) {
   check(a, false);
+  if (!a.grad_out) throw std::invalid_argument("null data pointer");
   if (a.device >= 0) {
 #ifdef FK_WITH_CUDA
     return cuda::conv2d_backward(a);

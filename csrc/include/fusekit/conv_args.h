@@ -4,6 +4,7 @@
 
 #include "fusekit/dtype.h"
 #include "fusekit/math/conv.h"
+#include "fusekit/math/pool.h"
 
 namespace fusekit {
 
@@ -19,6 +20,17 @@ struct ConvArgs {
 
 void conv2d_forward(const ConvArgs& args);
 void conv2d_backward(const ConvArgs& args);
+
+// max_pool(relu(conv(x) + b)) without materialising the convolution output: each
+// (image, channel) plane is convolved into a float buffer, rectified and pooled there.
+// pool: window/stride of the pooling over the conv output (n, c, h, w = conv output).
+struct ConvPoolArgs {
+  ConvArgs conv;       // conv.out unused
+  Pool2dParams pool;
+  uintptr_t out = 0;      // pooled output, conv dtype
+  uintptr_t indices = 0;  // int64 argmax within each conv-output plane
+};
+void conv_relu_maxpool_forward(const ConvPoolArgs& args);
 
 namespace cuda {
 void conv2d_forward(const ConvArgs& args);

@@ -118,3 +118,47 @@ class Conv2dFn(torch.autograd.Function):
             gx = None if gx is None else gx.contiguous(memory_format=torch.channels_last)
             gw = None if gw is None else gw.contiguous(memory_format=torch.channels_last)
         return gx, gw, gb, None
+
+
+class ConvReLUMaxPoolFn(torch.autograd.Function):
+    """max_pool(relu(conv(x) + b)) with the convolution output never written to memory
+    (CPU); backward folds the ReLU mask into the pooled gradient (a pooled value > 0 means
+    its argmax passed the ReLU), scatters it with the pool indices and runs conv backward."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, q, pq):
+        xc, wc = x.contiguous(), weight.contiguous()
+        shape = (*x.shape[:-3], q.co, pq.oh, pq.ow)
+        out = torch.empty(shape, dtype=x.dtype, device=x.device)
+        idx = torch.empty(shape, dtype=torch.int64, device=x.device)
+        a = _C.ConvPoolArgs()
+        conv = _args(q, x)
+        conv.input, conv.weight = xc.data_ptr(), wc.data_ptr()
+        if bias is not None:
+            bc = bias.contiguous()
+            conv.bias = bc.data_ptr()
+        a.conv, a.pool, a.out, a.indices = conv, pq, out.data_ptr(), idx.data_ptr()
+        _C.conv_relu_maxpool_forward(a)
+        ctx.q, ctx.pq, ctx.has_bias = q, pq, bias is not None
+        ctx.save_for_backward(xc, wc, out, idx)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from . import _pool
+
+        xc, wc, out, idx = ctx.saved_tensors
+        g = torch.where(out > 0, grad_out, torch.zeros_like(grad_out)).contiguous()
+        gconv = torch.empty((*xc.shape[:-3], ctx.q.co, ctx.q.oh, ctx.q.ow), dtype=g.dtype, device=g.device)
+        _pool.run(_pool.MAX_BWD, ctx.pq, grad_out=g, indices=idx, grad_in=gconv)
+        gx, gw, gb, _ = Conv2dFn.backward(_Saved(ctx, xc, wc), gconv)
+        return gx, gw, gb, None, None
+
+
+class _Saved:
+    """Stands in for Conv2dFn's ctx when its backward is reused."""
+
+    def __init__(self, ctx, xc, wc):
+        self.saved_tensors = (xc, wc)
+        self.q, self.cl, self.has_bias = ctx.q, False, ctx.has_bias
+        self.needs_input_grad = ctx.needs_input_grad[:3] + (False,)

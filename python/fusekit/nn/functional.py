@@ -10,7 +10,7 @@ import torch
 
 from . import _conv, _pool
 
-__all__ = ["conv2d", "max_pool2d", "avg_pool2d"]
+__all__ = ["conv2d", "conv_relu_max_pool2d", "max_pool2d", "avg_pool2d"]
 
 
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1, padding=0,
@@ -18,6 +18,21 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     """torch.nn.functional.conv2d (padding may be an int, a pair, 'same' or 'valid')."""
     x, q = _conv.prepare(input, weight, bias, stride, padding, dilation, groups)
     return _conv.Conv2dFn.apply(x, weight, bias, q)
+
+
+def conv_relu_max_pool2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1,
+                         padding=0, dilation=1, groups: int = 1, pool_size=2, pool_stride=None) -> torch.Tensor:
+    """max_pool2d(relu(conv2d(input, weight, bias, ...)), pool_size, pool_stride), fused on
+    the CPU (the convolution output is never materialised); composed from fusekit's kernels
+    on CUDA, where the fused kernel is still to come."""
+    x, q = _conv.prepare(input, weight, bias, stride, padding, dilation, groups)
+    probe = torch.empty((1, q.co, q.oh, q.ow), device="meta")  # pooling checks on the conv output shape
+    pq = _pool.params(probe, pool_size, pool_stride, 0, 1, False, "conv_relu_max_pool2d")
+    pq.n = q.n
+    if x.is_cuda or x.dim() != 4 or _conv._channels_last(x):
+        return max_pool2d(torch.relu(conv2d(input, weight, bias, stride, padding, dilation, groups)), pool_size,
+                          pool_stride)
+    return _conv.ConvReLUMaxPoolFn.apply(x, weight, bias, q, pq)
 
 
 def max_pool2d(input: torch.Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,

@@ -17,6 +17,25 @@ class Conv2d(torch.nn.Conv2d):
         return F.conv2d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
+class ConvReLUMaxPool2d(torch.nn.Conv2d):
+    """max_pool2d(relu(conv2d(x) + b)) as one fused layer. Its parameters are a Conv2d's
+    (`weight`, `bias`, same initialisation), so it loads a torch.nn.Conv2d state_dict."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, pool_size=2, pool_stride=None, device=None, dtype=None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         device=device, dtype=dtype)
+        self.pool_size = pool_size
+        self.pool_stride = pool_size if pool_stride is None else pool_stride
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.conv_relu_max_pool2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                      self.groups, self.pool_size, self.pool_stride)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", pool_size={self.pool_size}, pool_stride={self.pool_stride}"
+
+
 class MaxPool2d(torch.nn.MaxPool2d):
     """torch.nn.MaxPool2d on fusekit's kernels (same arguments and repr)."""
 

@@ -1,0 +1,68 @@
+"""ConvReLUMaxPool2d / conv_relu_max_pool2d == max_pool2d(relu(conv2d(x) + b)) in torch."""
+import pytest
+import torch
+
+import fusekit.nn as fnn
+import fusekit.nn.functional as F
+from test_pool import close_or_better
+
+CASES = [
+    ((2, 1, 28, 28), (20, 1, 5, 5), dict(), 2, None),            # Nielsen's conv layer
+    ((3, 20, 12, 12), (40, 20, 5, 5), dict(padding=2), 2, None),
+    ((2, 4, 11, 9), (6, 2, 3, 3), dict(stride=1, groups=2), 3, 2),
+    ((1, 3, 10, 10), (5, 3, 3, 3), dict(padding=1, dilation=2), (2, 3), (2, 1)),
+]
+
+
+def ids(c):
+    return f"x{c[0]}-w{c[1]}-{c[2]}-pool{c[3]}/{c[4]}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_fused_block_matches_torch_sequence(case, dtype, device):
+    xs, ws, kw, pool, pstride = case
+    g = torch.Generator().manual_seed(0)
+    x0, w0, b0 = (torch.randn(s, generator=g, dtype=torch.float64) for s in (xs, ws, ws[:1]))
+    outs = []
+    for fused, dt in ((True, dtype), (False, dtype), (False, torch.float64)):
+        x, w, b = (t.to(dt).to(device).requires_grad_() for t in (x0, w0, b0))
+        if fused:
+            y = F.conv_relu_max_pool2d(x, w, b, pool_size=pool, pool_stride=pstride, **kw)
+        else:
+            y = torch.nn.functional.max_pool2d(torch.relu(torch.nn.functional.conv2d(x, w, b, **kw)), pool, pstride)
+        gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dt).to(device)
+        outs.append((y, torch.autograd.grad(y, (x, w, b), gy)))
+    (a, ga), (r, gr), (d, gd) = outs
+    assert a.shape == r.shape
+    close_or_better(a, r, d)
+    for u, v, e in zip(ga, gr, gd):
+        close_or_better(u, v, e)
+
+
+def test_module_loads_a_conv2d_state_dict_and_initialises_like_it():
+    torch.manual_seed(3)
+    block = fnn.ConvReLUMaxPool2d(3, 8, 5, padding=1, pool_size=2)
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(3, 8, 5, padding=1)
+    assert torch.equal(block.weight, conv.weight) and torch.equal(block.bias, conv.bias)
+    conv2 = torch.nn.Conv2d(3, 8, 5, padding=1)
+    block.load_state_dict(conv2.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(block(x), torch.nn.functional.max_pool2d(torch.relu(conv2(x)), 2))
+    assert "pool_size=2" in repr(block)
+
+
+def test_relu_dead_windows_get_no_gradient():
+    x = -torch.ones(1, 1, 4, 4, requires_grad=True)
+    w = torch.ones(1, 1, 1, 1, requires_grad=True)
+    y = F.conv_relu_max_pool2d(x, w, None)
+    assert torch.equal(y, torch.zeros(1, 1, 2, 2))
+    (gx,) = torch.autograd.grad(y.sum(), x)
+    assert torch.equal(gx, torch.zeros_like(x))
+
+
+def test_pool_larger_than_conv_output_is_an_error():
+    x, w = torch.randn(1, 1, 6, 6), torch.randn(2, 1, 5, 5)
+    with pytest.raises(ValueError, match="output size"):
+        F.conv_relu_max_pool2d(x, w, None, pool_size=3)
