@@ -14,7 +14,7 @@ import torch
 
 import fusekit
 
-from . import clip, optim
+from . import clip, layers, optim
 from .timing import stream_bandwidth
 from .workloads import WORKLOADS
 
@@ -22,9 +22,9 @@ from .workloads import WORKLOADS
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fusekit.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", choices=["optim", "clip"], action="append",
-                    help="optim: each optimizer's step; clip: clip_grad_norm_ and clipping inside AdamW "
-                         "(default: both)")
+    ap.add_argument("--suite", choices=["optim", "clip", "layers"], action="append",
+                    help="optim: each optimizer's step; clip: clip_grad_norm_ and clipping inside AdamW; "
+                         "layers: conv2d / max_pool2d / ConvReLUMaxPool2d forward+backward (default: all)")
     ap.add_argument("--max-norm", type=float, default=1.0, help="clip threshold for the clip suite")
     ap.add_argument("--workload", choices=list(WORKLOADS), action="append",
                     help="parameter list(s) (default: gpt2 and nielsen)")
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     devices = args.device or (["cpu"] + (["cuda"] if fusekit.cuda_available() and torch.cuda.is_available() else []))
     workloads = args.workload or ["gpt2", "nielsen"]
     names = args.optimizer or list(optim.OPTIMIZERS)
-    suites = args.suite or ["optim", "clip"]
+    suites = args.suite or ["optim", "clip", "layers"]
     info = dict(fusekit=fusekit.build_info(), python=sys.version.split()[0], machine=platform.machine(),
                 processor=platform.processor(), threads=torch.get_num_threads(),
                 gpu=torch.cuda.get_device_name() if "cuda" in devices else None)
@@ -70,6 +70,13 @@ def main(argv=None) -> int:
                     print(f"{r['optimizer']:<26} {r['torch_impl']:<32} {r['torch_ms']:>10.3f} {r['fusekit_ms']:>11.3f} "
                           f"{r['speedup']:>7.2f}x")
                 rows += res
+        if "layers" in suites:
+            res = layers.run(device, 1, max(3, args.reps // 2))
+            print(f"\nlayers, forward + backward, medians of {max(3, args.reps // 2)}")
+            print(f"{'what':<50} {'torch ms':>10} {'fusekit ms':>11} {'speedup':>8}")
+            for r in res:
+                print(f"{r['optimizer']:<50} {r['torch_ms']:>10.3f} {r['fusekit_ms']:>11.3f} {r['speedup']:>7.2f}x")
+            rows += res
     if args.out:
         with open(args.out, "w") as f:
             json.dump(dict(info=info, rows=rows), f, indent=1)
