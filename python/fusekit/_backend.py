@@ -79,3 +79,13 @@ def device_index(device: torch.device) -> int:
             )
         return device.index if device.index is not None else torch.cuda.current_device()
     raise TypeError(f"fusekit kernels run on CPU and CUDA tensors, not on device '{device.type}'")
+
+
+def set_launch(args, t: torch.Tensor):
+    """Fills the fields every kernel call shares (device, stream, CPU threads, dtype) from
+    the tensor the call works on; returns args."""
+    args.device = device_index(t.device)
+    args.stream = current_stream(t.device)
+    args.num_threads = torch.get_num_threads()
+    args.dtype = DTYPE_CODES[t.dtype]
+    return args

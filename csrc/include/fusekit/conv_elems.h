@@ -12,6 +12,21 @@ namespace fusekit {
 // added to the total channel by channel (or image by image for the weight gradient), so a
 // long reduction does not accumulate into one running sum. The CUDA kernels use the same order.
 
+// Calls f(ky, kx, oy, ox0, ox1, base) for every kernel tap and every output row it reaches:
+// outputs ox in [ox0, ox1) read input element base + ox * sw of the (padded-away) plane.
+template <class F> FK_HOST_DEVICE void for_each_tap_row(const Conv2dParams& q, F f) {
+  for (int64_t ky = 0; ky < q.kh; ++ky) {
+    int64_t oy0, oy1;
+    tap_range(q.h, q.oh, q.sh, q.ph, ky * q.dh, oy0, oy1);
+    for (int64_t kx = 0; kx < q.kw; ++kx) {
+      int64_t ox0, ox1;
+      tap_range(q.w, q.ow, q.sw, q.pw, kx * q.dw, ox0, ox1);
+      for (int64_t oy = oy0; oy < oy1; ++oy)  // integer offsets: base may lie left of the plane
+        f(ky, kx, oy, ox0, ox1, (oy * q.sh - q.ph + ky * q.dh) * q.w - q.pw + kx * q.dw);
+    }
+  }
+}
+
 // out_plane (A, oh*ow) += taps of output channel oc over its group's input channels.
 template <class S, class A>
 FK_HOST_DEVICE void conv_fwd_plane(const Conv2dParams& q, const S* in_n, const S* w, int64_t oc, A* acc, A* tmp) {
@@ -19,21 +34,12 @@ FK_HOST_DEVICE void conv_fwd_plane(const Conv2dParams& q, const S* in_n, const S
   for (int64_t icl = 0; icl < cig; ++icl) {
     for (int64_t e = 0; e < q.oh * q.ow; ++e) tmp[e] = A(0);
     const S* in_c = in_n + (g * cig + icl) * q.h * q.w;
-    for (int64_t ky = 0; ky < q.kh; ++ky) {
-      int64_t oy0, oy1;
-      tap_range(q.h, q.oh, q.sh, q.ph, ky * q.dh, oy0, oy1);
-      for (int64_t kx = 0; kx < q.kw; ++kx) {
-        const A wv = load(w, ((oc * cig + icl) * q.kh + ky) * q.kw + kx);
-        int64_t ox0, ox1;
-        tap_range(q.w, q.ow, q.sw, q.pw, kx * q.dw, ox0, ox1);
-        for (int64_t oy = oy0; oy < oy1; ++oy) {
-          // integer offsets: the row base may lie left of the plane; base + ox*sw does not
-          const int64_t base = (oy * q.sh - q.ph + ky * q.dh) * q.w - q.pw + kx * q.dw;
-          A* o = tmp + oy * q.ow;
-          for (int64_t ox = ox0; ox < ox1; ++ox) o[ox] = o[ox] + wv * load(in_c, base + ox * q.sw);
-        }
-      }
-    }
+    const S* wk = w + (oc * cig + icl) * q.kh * q.kw;
+    for_each_tap_row(q, [&](int64_t ky, int64_t kx, int64_t oy, int64_t ox0, int64_t ox1, int64_t base) {
+      const A wv = load(wk, ky * q.kw + kx);
+      A* o = tmp + oy * q.ow;
+      for (int64_t ox = ox0; ox < ox1; ++ox) o[ox] = o[ox] + wv * load(in_c, base + ox * q.sw);
+    });
     for (int64_t e = 0; e < q.oh * q.ow; ++e) acc[e] = acc[e] + tmp[e];
   }
 }
@@ -47,20 +53,12 @@ FK_HOST_DEVICE void conv_bwd_input_plane(const Conv2dParams& q, const S* gout_n,
     for (int64_t e = 0; e < q.h * q.w; ++e) tmp[e] = A(0);
     const int64_t oc = g * cog + ocl;
     const S* go = gout_n + oc * q.oh * q.ow;
-    for (int64_t ky = 0; ky < q.kh; ++ky) {
-      int64_t oy0, oy1;
-      tap_range(q.h, q.oh, q.sh, q.ph, ky * q.dh, oy0, oy1);
-      for (int64_t kx = 0; kx < q.kw; ++kx) {
-        const A wv = load(w, ((oc * cig + icl) * q.kh + ky) * q.kw + kx);
-        int64_t ox0, ox1;
-        tap_range(q.w, q.ow, q.sw, q.pw, kx * q.dw, ox0, ox1);
-        for (int64_t oy = oy0; oy < oy1; ++oy) {
-          const int64_t base = (oy * q.sh - q.ph + ky * q.dh) * q.w - q.pw + kx * q.dw;
-          for (int64_t ox = ox0; ox < ox1; ++ox)
-            tmp[base + ox * q.sw] = tmp[base + ox * q.sw] + wv * load(go, oy * q.ow + ox);
-        }
-      }
-    }
+    const S* wk = w + (oc * cig + icl) * q.kh * q.kw;
+    for_each_tap_row(q, [&](int64_t ky, int64_t kx, int64_t oy, int64_t ox0, int64_t ox1, int64_t base) {
+      const A wv = load(wk, ky * q.kw + kx);
+      for (int64_t ox = ox0; ox < ox1; ++ox)
+        tmp[base + ox * q.sw] = tmp[base + ox * q.sw] + wv * load(go, oy * q.ow + ox);
+    });
     for (int64_t e = 0; e < q.h * q.w; ++e) acc[e] = acc[e] + tmp[e];
   }
 }

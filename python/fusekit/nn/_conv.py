@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from .._backend import DTYPE_CODES, current_stream, device_index
+from .._backend import DTYPE_CODES, set_launch
 from ._pool import pair
 
 
@@ -72,11 +72,7 @@ def prepare(x, weight, bias, stride, padding, dilation, groups):
 
 
 def _args(q, ref):
-    a = _C.ConvArgs()
-    a.device = device_index(ref.device)
-    a.stream = current_stream(ref.device)
-    a.num_threads = torch.get_num_threads()
-    a.dtype = DTYPE_CODES[ref.dtype]
+    a = set_launch(_C.ConvArgs(), ref)
     a.q = q
     return a
 

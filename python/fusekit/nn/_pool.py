@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from .._backend import DTYPE_CODES, current_stream, device_index
+from .._backend import DTYPE_CODES, set_launch
 
 MAX_FWD, MAX_BWD, AVG_FWD, AVG_BWD = 0, 1, 2, 3
 
@@ -61,12 +61,7 @@ def _C_out(n, k, s, p, d, ceil):
 
 
 def run(op: int, q, x=None, out=None, indices=None, grad_out=None, grad_in=None):
-    ref = x if x is not None else grad_out
-    a = _C.PoolArgs()
-    a.device = device_index(ref.device)
-    a.stream = current_stream(ref.device)
-    a.num_threads = torch.get_num_threads()
-    a.dtype = DTYPE_CODES[ref.dtype]
+    a = set_launch(_C.PoolArgs(), x if x is not None else grad_out)
     a.q = q
     for name, t in (("input", x), ("out", out), ("indices", indices), ("grad_out", grad_out), ("grad_in", grad_in)):
         if t is not None:
