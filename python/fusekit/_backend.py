@@ -41,6 +41,11 @@ def real_dtype(dtype: torch.dtype) -> torch.dtype:
     return _REAL_OF_COMPLEX.get(dtype, dtype)
 
 
+def is_channels_last(t: torch.Tensor) -> bool:
+    """A 4-D tensor laid out channels_last (and not also plain contiguous)."""
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
 def is_dense(t: torch.Tensor) -> bool:
     """Non-overlapping and dense: the elements fill [data_ptr, data_ptr + numel) exactly."""
     if t.is_contiguous():

@@ -15,7 +15,7 @@ import threading
 import torch
 
 from . import _C
-from ._backend import DTYPE_CODES, current_stream, device_index, is_dense
+from ._backend import DTYPE_CODES, as_real, current_stream, device_index, is_dense, real_dtype
 
 _F64 = torch.float64
 
@@ -26,11 +26,8 @@ def result_dtype(tensors) -> torch.dtype:
 
 
 def _readable(t: torch.Tensor) -> torch.Tensor:
-    t = torch.view_as_real(t) if t.is_complex() else t
+    t = as_real(t)
     return t if is_dense(t) else t.contiguous()
-
-
-_REAL = {torch.complex64: torch.float32, torch.complex128: _F64}
 
 
 def norm_and_coef(tensors: list, norm_type: float, *, max_norm=None, grad_scale=None, clip_in_place=False):
@@ -56,7 +53,7 @@ def norm_and_coef(tensors: list, norm_type: float, *, max_norm=None, grad_scale=
         if not t.is_cpu:
             cpu = False
     dtype = d0 if simple else result_dtype(tensors)
-    real = _REAL.get(dtype, dtype)
+    real = real_dtype(dtype)
     if real not in DTYPE_CODES or (not simple and any(real_code(t) is None for t in tensors)):
         raise TypeError(f"gradient norms need floating-point tensors, got {sorted({str(t.dtype) for t in tensors})}")
     if dtype.is_complex or (not simple and any(t.is_complex() for t in tensors)):
@@ -88,7 +85,7 @@ def norm_and_coef(tensors: list, norm_type: float, *, max_norm=None, grad_scale=
 
 
 def real_code(t: torch.Tensor):
-    return DTYPE_CODES.get(_REAL.get(t.dtype, t.dtype))
+    return DTYPE_CODES.get(real_dtype(t.dtype))
 
 
 def _args(device, ts, norm_type, real) -> "_C.NormArgs":
@@ -183,7 +180,7 @@ def clamp_(tensors: list, value: float) -> None:
 def _grad_op(tensors: list, hyper, factor) -> None:
     groups: dict = {}
     for t in tensors:
-        r = torch.view_as_real(t) if t.is_complex() else t
+        r = as_real(t)
         if not is_dense(r):  # strided views: torch's own op (rare)
             if hyper.clamp:
                 t.clamp_(-hyper.clip_value, hyper.clip_value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from .._backend import DTYPE_CODES, set_launch
+from .._backend import DTYPE_CODES, is_channels_last, set_launch
 from ._pool import pair
 
 
@@ -77,10 +77,6 @@ def _args(q, ref):
     return a
 
 
-def _channels_last(x):
-    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
 class Conv2dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, q):
@@ -92,7 +88,7 @@ class Conv2dFn(torch.autograd.Function):
         if bc is not None:
             a.bias = bc.data_ptr()
         _C.conv2d_forward(a)
-        ctx.q, ctx.cl, ctx.has_bias = q, _channels_last(x), bias is not None
+        ctx.q, ctx.cl, ctx.has_bias = q, is_channels_last(x), bias is not None
         ctx.save_for_backward(xc, wc)
         return out.contiguous(memory_format=torch.channels_last) if ctx.cl else out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from .._backend import DTYPE_CODES, set_launch
+from .._backend import DTYPE_CODES, is_channels_last, set_launch
 
 MAX_FWD, MAX_BWD, AVG_FWD, AVG_BWD = 0, 1, 2, 3
 
@@ -69,14 +69,6 @@ def run(op: int, q, x=None, out=None, indices=None, grad_out=None, grad_in=None)
     _C.pool2d(op, a)
 
 
-def _nchw(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous()
-
-
-def _channels_last(x: torch.Tensor) -> bool:
-    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
 def _like_input(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """torch returns channels_last outputs for channels_last 4-D inputs. (The kernels run
     on NCHW: channels_last inputs are converted, not yet processed natively.)"""
@@ -86,12 +78,12 @@ def _like_input(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
 class MaxPool2dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, q):
-        xc = _nchw(x)
+        xc = x.contiguous()
         shape = (*x.shape[:-2], q.oh, q.ow)
         out = torch.empty(shape, dtype=x.dtype, device=x.device)
         idx = torch.empty(shape, dtype=torch.int64, device=x.device)
         run(MAX_FWD, q, x=xc, out=out, indices=idx)
-        ctx.q, ctx.shape, ctx.cl = q, x.shape, _channels_last(x)
+        ctx.q, ctx.shape, ctx.cl = q, x.shape, is_channels_last(x)
         ctx.save_for_backward(idx)
         ctx.mark_non_differentiable(idx)
         return _like_input(out, ctx.cl), _like_input(idx, ctx.cl)
@@ -107,10 +99,10 @@ class MaxPool2dFn(torch.autograd.Function):
 class AvgPool2dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, q):
-        xc = _nchw(x)
+        xc = x.contiguous()
         out = torch.empty((*x.shape[:-2], q.oh, q.ow), dtype=x.dtype, device=x.device)
         run(AVG_FWD, q, x=xc, out=out)
-        ctx.q, ctx.shape, ctx.cl = q, x.shape, _channels_last(x)
+        ctx.q, ctx.shape, ctx.cl = q, x.shape, is_channels_last(x)
         return _like_input(out, ctx.cl)
 
     @staticmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .._backend import is_channels_last
 from . import _conv, _pool
 
 __all__ = ["conv2d", "conv_relu_max_pool2d", "max_pool2d", "avg_pool2d"]
@@ -29,7 +30,7 @@ def conv_relu_max_pool2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.
     probe = torch.empty((1, q.co, q.oh, q.ow), device="meta")  # pooling checks on the conv output shape
     pq = _pool.params(probe, pool_size, pool_stride, 0, 1, False, "conv_relu_max_pool2d")
     pq.n = q.n
-    if x.is_cuda or x.dim() != 4 or _conv._channels_last(x):
+    if x.is_cuda or x.dim() != 4 or is_channels_last(x):
         return max_pool2d(torch.relu(conv2d(input, weight, bias, stride, padding, dilation, groups)), pool_size,
                           pool_stride)
     return _conv.ConvReLUMaxPoolFn.apply(x, weight, bias, q, pq)

@@ -14,7 +14,7 @@ from torch.optim import optimizer as _torch_optimizer
 
 from .. import _C
 from ..clip import AutoClip, GradNormMonitor, norm_and_coef
-from .._backend import DTYPE_CODES, cuda_available, current_stream, device_index, flat_compatible, real_dtype
+from .._backend import DTYPE_CODES, as_real, cuda_available, current_stream, device_index, flat_compatible, real_dtype
 
 _CPU = torch.device("cpu")
 _SCALAR_STATE = ("step", "mu_product")
@@ -302,7 +302,7 @@ class FusedOptimizer(Optimizer):
                     ts.append(t)
                     contiguous = contiguous and t.is_contiguous()
                 if complex_:
-                    ts = [torch.view_as_real(t) for t in ts]
+                    ts = [as_real(t) for t in ts]
                 if not contiguous and not flat_compatible(ts):
                     staged.append(ts)
                     ts = [t.contiguous() for t in ts]
