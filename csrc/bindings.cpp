@@ -176,6 +176,7 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("device", &ConvArgs::device)
       .def_readwrite("stream", &ConvArgs::stream)
       .def_readwrite("num_threads", &ConvArgs::num_threads)
+      .def_readwrite("direct", &ConvArgs::direct)
       .def_property("dtype", [](const ConvArgs& a) { return static_cast<int>(a.dtype); },
                     [](ConvArgs& a, int d) {
                       if (d < 0 || d > 3) throw py::value_error("unknown dtype code");

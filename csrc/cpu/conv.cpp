@@ -1,17 +1,36 @@
-// CPU conv2d forward/backward (reference for csrc/cuda/conv.cu; both run conv_elems.h).
-// Forward: parallel over (image, output channel) planes, each accumulated tap by tap in a
+// CPU conv2d entry points: the GEMM kernels (conv_gemm_isa.cpp) by default; with
+// args.direct the row loops of conv_elems.h that csrc/cuda/conv.cu runs, so the CPU tests
+// cover the GPU's math. Direct forward: parallel over (image, output channel) planes, each accumulated tap by tap in a
 // float32 (or float64) plane buffer. Input gradient: parallel over (image, input channel).
 // Weight/bias gradients: parallel over output channels, each summed over the batch in
 // order, so every result is independent of the thread count.
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
+#include "cpu/conv_gemm.h"
+#include "cpu/optim_job.h"
 #include "cpu/thread_pool.h"
 #include "fusekit/conv_args.h"
 #include "fusekit/conv_elems.h"
 #include "fusekit/math/pool.h"
 
 namespace fusekit {
+
+void* cpu::conv_scratch(int slot, size_t bytes) {
+  struct Buf {
+    std::unique_ptr<char[]> p;
+    size_t size = 0;
+  };
+  static thread_local Buf bufs[3];
+  Buf& b = bufs[slot];
+  if (b.size < bytes) {
+    b.p.reset(new char[bytes]);
+    b.size = bytes;
+  }
+  return b.p.get();
+}
+
 namespace {
 
 void check(const ConvArgs& a, bool fwd) {
@@ -105,6 +124,24 @@ template <class S> void conv_relu_maxpool(const ConvPoolArgs& a) {
   cpu::parallel_for(a.conv.num_threads, q.n * q.co, task);
 }
 
+// Runs the GEMM kernel `fn` built for this CPU's ISA.
+#define FK_CONV_ISA_CALL(fn, args)                                    \
+  switch (cpu::detect_isa()) {                                        \
+    FK_CONV_ISA_CASE_AVX512(fn, args)                                 \
+    FK_CONV_ISA_CASE_AVX2(fn, args)                                   \
+    default: return cpu::scalar::fn(args);                            \
+  }
+#ifdef FK_HAVE_ISA_AVX512
+#define FK_CONV_ISA_CASE_AVX512(fn, args) case cpu::Isa::Avx512: return cpu::avx512::fn(args);
+#else
+#define FK_CONV_ISA_CASE_AVX512(fn, args)
+#endif
+#ifdef FK_HAVE_ISA_AVX2
+#define FK_CONV_ISA_CASE_AVX2(fn, args) case cpu::Isa::Avx2: return cpu::avx2::fn(args);
+#else
+#define FK_CONV_ISA_CASE_AVX2(fn, args)
+#endif
+
 }  // namespace
 
 void conv_relu_maxpool_forward(const ConvPoolArgs& a) {
@@ -114,7 +151,8 @@ void conv_relu_maxpool_forward(const ConvPoolArgs& a) {
   if (pq.n != a.conv.q.n || pq.c != a.conv.q.co || pq.h != a.conv.q.oh || pq.w != a.conv.q.ow)
     throw std::invalid_argument("pooling input must be the convolution output");
   if (a.conv.device >= 0) throw std::runtime_error("the fused conv+relu+max-pool block has no CUDA kernel yet");
-  dispatch_dtype(a.conv.dtype, [&](auto s) { conv_relu_maxpool<decltype(s)>(a); });
+  if (a.conv.direct) return dispatch_dtype(a.conv.dtype, [&](auto s) { conv_relu_maxpool<decltype(s)>(a); });
+  FK_CONV_ISA_CALL(conv_relu_maxpool, a)
 }
 
 void conv2d_forward(const ConvArgs& a) {
@@ -126,7 +164,8 @@ void conv2d_forward(const ConvArgs& a) {
     throw std::runtime_error("fusekit was built without CUDA kernels");
 #endif
   }
-  dispatch_dtype(a.dtype, [&](auto s) { forward<decltype(s)>(a); });
+  if (a.direct) return dispatch_dtype(a.dtype, [&](auto s) { forward<decltype(s)>(a); });
+  FK_CONV_ISA_CALL(conv_forward, a)
 }
 
 void conv2d_backward(const ConvArgs& a) {
@@ -139,7 +178,8 @@ void conv2d_backward(const ConvArgs& a) {
     throw std::runtime_error("fusekit was built without CUDA kernels");
 #endif
   }
-  dispatch_dtype(a.dtype, [&](auto s) { backward<decltype(s)>(a); });
+  if (a.direct) return dispatch_dtype(a.dtype, [&](auto s) { backward<decltype(s)>(a); });
+  FK_CONV_ISA_CALL(conv_backward, a)
 }
 
 }  // namespace fusekit

@@ -13,6 +13,9 @@ struct ConvArgs {
   uintptr_t stream = 0;
   int num_threads = 1;
   DType dtype = DType::Float32;
+  // CPU only: run the direct row loops the CUDA kernels use (conv_elems.h) instead of the
+  // GEMM kernels, so CPU tests check the GPU's math too.
+  bool direct = false;
   Conv2dParams q;
   uintptr_t input = 0, weight = 0, bias = 0, out = 0;       // forward (bias optional)
   uintptr_t grad_out = 0, grad_input = 0, grad_weight = 0, grad_bias = 0;  // backward (each optional)

@@ -1,0 +1,482 @@
+// CPU conv2d as register-blocked GEMMs over packed column blocks (conv_pack.h), compiled
+// once per ISA. Forward and input gradient: out[m][j] = sum_k w[m][k] * col[k][j], every
+// output one FMA chain over k in order, so blocking and threads never change a bit.
+// Weight gradient: dw[m][k] = sum_j g[m][j] * col[k][j] summed in order within fixed column
+// chunks whose partials are then added in chunk order: bitwise independent of threads.
+#include <cstring>
+#include <memory>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "cpu/conv_gemm.h"
+#include "cpu/conv_pack.h"
+#include "cpu/thread_pool.h"
+#include "fusekit/math/pool.h"
+
+namespace fusekit::cpu::FK_ISA {
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int kVB = 64;
+#elif defined(__AVX2__)
+constexpr int kVB = 32;
+#else
+constexpr int kVB = 16;
+#endif
+typedef float vf __attribute__((vector_size(kVB)));
+typedef double vd __attribute__((vector_size(kVB)));
+template <class A> struct VecOf;
+template <> struct VecOf<float> { using type = vf; };
+template <> struct VecOf<double> { using type = vd; };
+template <class A> using Vec = typename VecOf<A>::type;
+template <class A> constexpr int kW = kVB / static_cast<int>(sizeof(A));
+
+// Register tile kMR rows x kNV vectors: 24 accumulators of AVX-512's 32 registers, 12 of 16
+// elsewhere.
+#if defined(__AVX512F__)
+constexpr int kMR = 8, kNV = 3;
+#else
+constexpr int kMR = 4, kNV = 3;
+#endif
+template <class A> constexpr int kNR = kNV * kW<A>;
+// Elements of a packed column block: fits L2 with room for the weight panels.
+constexpr int64_t kBlockElems = 96 * 1024;
+
+inline vf fmadd(vf a, vf b, vf c) {
+#if defined(__AVX512F__)
+  return _mm512_fmadd_ps(a, b, c);
+#elif defined(__FMA__)
+  return _mm256_fmadd_ps(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+inline vd fmadd(vd a, vd b, vd c) {
+#if defined(__AVX512F__)
+  return _mm512_fmadd_pd(a, b, c);
+#elif defined(__FMA__)
+  return _mm256_fmadd_pd(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+template <class A> inline Vec<A> loadv(const A* p) {
+  Vec<A> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class A> inline void storev(A* p, Vec<A> v) { std::memcpy(p, &v, sizeof v); }
+// Broadcast by intrinsic: GCC builds a generic vector from a scalar lane by lane.
+inline vf splat(float x) {
+#if defined(__AVX512F__)
+  return _mm512_set1_ps(x);
+#elif defined(__AVX2__)
+  return _mm256_set1_ps(x);
+#elif defined(__SSE2__)
+  return _mm_set1_ps(x);
+#else
+  return vf{} + x;
+#endif
+}
+inline vd splat(double x) {
+#if defined(__AVX512F__)
+  return _mm512_set1_pd(x);
+#elif defined(__AVX2__)
+  return _mm256_set1_pd(x);
+#elif defined(__SSE2__)
+  return _mm_set1_pd(x);
+#else
+  return vd{} + x;
+#endif
+}
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+// c[i][0, NR) = (accumulate ? c : 0) + sum_t a[t][i] * b_t[0, NR), where row b_t = b + t * ldb,
+// or b + off[t] when the rows are shifted views of one plane. Two-level sum, as torch's
+// blocked kernels: FMA chains over kSumBlock consecutive t in order, added to c one by one,
+// so a long reduction (thousands of taps or pixels) does not run in one accumulator.
+constexpr int64_t kSumBlock = 64;
+
+template <class A, bool Offsets>
+inline void micro(int64_t L, const A* __restrict a, const A* __restrict b, int64_t ldb, const int64_t* off,
+                  A* __restrict c, int64_t ldc, bool accumulate) {
+  using V = Vec<A>;
+  constexpr int W = kW<A>;
+  for (int64_t t0 = 0; t0 < L || t0 == 0; t0 += kSumBlock) {
+    V r[kMR][kNV];
+#pragma GCC unroll 8
+    for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 3
+      for (int v = 0; v < kNV; ++v) r[i][v] = V{};
+    for (int64_t t = t0, t1 = std::min(L, t0 + kSumBlock); t < t1; ++t) {
+      const A* bt = Offsets ? b + off[t] : b + t * ldb;
+      V bv[kNV];
+#pragma GCC unroll 3
+      for (int v = 0; v < kNV; ++v) bv[v] = loadv(bt + v * W);
+#pragma GCC unroll 8
+      for (int i = 0; i < kMR; ++i) {
+        const V ai = splat(a[t * kMR + i]);
+#pragma GCC unroll 3
+        for (int v = 0; v < kNV; ++v) r[i][v] = fmadd(ai, bv[v], r[i][v]);
+      }
+    }
+    const bool add = accumulate || t0 > 0;
+#pragma GCC unroll 8
+    for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 3
+      for (int v = 0; v < kNV; ++v) {
+        A* ci = c + i * ldc + v * W;
+        storev(ci, add ? loadv(ci) + r[i][v] : r[i][v]);
+      }
+  }
+}
+
+// Per-call buffers: plain new[], no std::vector code compiled for this ISA (see conv_pack.h).
+template <class A> std::unique_ptr<A[]> buffer(int64_t n) { return std::unique_ptr<A[]>(new A[n]); }
+
+// Weights as kMR-row panels: wp[g][panel][k][i] = w_at(g, panel * kMR + i, k), zero rows past m.
+template <class A, class F> std::unique_ptr<A[]> pack_weights(int64_t groups, int64_t m, int64_t K, F w_at) {
+  const int64_t panels = ceil_div(m, kMR), size = groups * panels * K * kMR;
+  auto wp = buffer<A>(size);
+  for (int64_t e = 0; e < size; ++e) wp[e] = A(0);
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t k = 0; k < K; ++k) wp[((g * panels + i / kMR) * K + k) * kMR + i % kMR] = w_at(g, i, k);
+  return wp;
+}
+
+// A convolution in GEMM form: per group, m output planes = packed weights x im2col(in).
+template <class S, class A> struct GemmConv {
+  ConvGeom g;
+  int64_t n, groups, m;
+  const S* in;
+  int64_t in_group;  // elements between the groups' first input channels
+  const A* wp;       // pack_weights layout, K = g.rows()
+  const S* bias;     // per output channel, or null
+  S* out;
+  int64_t out_img;   // elements between output images; channel gi*m+i, plane g.plane()
+  bool shifted() const { return g.sh == 1 && g.sw == 1 && g.uh == 1 && g.uw == 1; }
+};
+
+// Calls f(n, p, t, len) for the pieces of columns [j0, j0 + len) that lie in one image.
+template <class F> void for_each_image_piece(int64_t plane, int64_t j0, int64_t len, F f) {
+  for (int64_t t = 0; t < len;) {
+    const int64_t col = j0 + t, take = std::min(plane - col % plane, len - t);
+    f(col / plane, col % plane, t, take);
+    t += take;
+  }
+}
+
+// im2col path (any stride): packs columns [j0, j0 + nb) of group gi and hands every
+// kMR x kNR tile of the product to tile(row0, col0, values[kMR][kNR]).
+template <class S, class A, class Tile>
+void conv_block(const GemmConv<S, A>& c, int64_t gi, int64_t j0, int64_t nb, Tile tile) {
+  constexpr int NR = kNR<A>;
+  const int64_t K = c.g.rows(), ld = round_up(nb, NR), panels = ceil_div(c.m, kMR);
+  A* col = scratch<A>(0, K * ld);
+  RowSeg* segs = scratch<RowSeg>(2, nb + 1);
+  const int64_t nsegs = row_segments(c.g, j0, nb, segs);
+  pack_cols<S, A, false>(c.g, c.in + gi * c.in_group, segs, nsegs, ld, col);
+  for (int64_t k = 0; k < K; ++k)  // padding columns: their products are dropped, keep them finite
+    for (int64_t j = nb; j < ld; ++j) col[k * ld + j] = A(0);
+  alignas(64) A vals[kMR * NR];
+  const A* wg = c.wp + gi * panels * K * kMR;
+  for (int64_t jp = 0; jp < nb; jp += NR)
+    for (int64_t p = 0; p < panels; ++p) {
+      micro<A, false>(K, wg + p * K * kMR, col + jp, ld, nullptr, vals, NR, false);
+      tile(p * kMR, jp, static_cast<const A*>(vals));
+    }
+}
+
+// Stride-1 path, no im2col: tap (ch, ky, kx) reads the zero-padded rows of channel ch shifted
+// by ky*dh rows and kx*dw columns. Columns run over the padded width wp = ow + (kw-1)dw; the
+// ones at ox >= ow compute values that are dropped. Rows [oy0, oy0 + rows) of image n.
+struct ShiftPlan {
+  int64_t wp, rows_max, cs;  // padded width, rows per block, channel stride in the buffer
+};
+
+template <class S, class A>
+ShiftPlan shift_plan(const GemmConv<S, A>& c, int64_t rows_max) {
+  const ConvGeom& g = c.g;
+  const int64_t wp = g.ow + (g.kw - 1) * g.dw;
+  return {wp, rows_max, (rows_max + (g.kh - 1) * g.dh) * wp};
+}
+
+template <class S, class A, class Tile>
+void shift_block(const GemmConv<S, A>& c, const ShiftPlan& sp, const int64_t* off, int64_t gi, int64_t n,
+                 int64_t oy0, int64_t rows, Tile tile) {
+  constexpr int NR = kNR<A>;
+  const ConvGeom& g = c.g;
+  const int64_t K = g.rows(), panels = ceil_div(c.m, kMR), ncols = rows * sp.wp;
+  A* buf = scratch<A>(0, g.c * sp.cs + NR + (g.kw - 1) * g.dw);
+  pack_padded_rows(g, c.in + n * g.img_stride + gi * c.in_group, oy0 - g.ph, rows + (g.kh - 1) * g.dh, sp.wp, sp.cs,
+                   buf);
+  alignas(64) A vals[kMR * NR];
+  const A* wg = c.wp + gi * panels * K * kMR;
+  for (int64_t jp = 0; jp < ncols; jp += NR)
+    for (int64_t p = 0; p < panels; ++p) {
+      micro<A, true>(K, wg + p * K * kMR, buf + jp, 0, off, vals, NR, false);
+      tile(p * kMR, jp, static_cast<const A*>(vals));
+    }
+}
+
+// Row offsets of the taps in a shift_block buffer.
+template <class S, class A> std::unique_ptr<int64_t[]> shift_offsets(const GemmConv<S, A>& c, const ShiftPlan& sp) {
+  const ConvGeom& g = c.g;
+  auto off = buffer<int64_t>(g.rows());
+  for (int64_t k = 0; k < g.rows(); ++k) {
+    const int64_t ch = k / (g.kh * g.kw), ky = (k / g.kw) % g.kh, kx = k % g.kw;
+    off[k] = ch * sp.cs + ky * g.dh * sp.wp + kx * g.dw;
+  }
+  return off;
+}
+
+// Stores tile rows [r0, r0 + kMR) (those < m), columns [t0, t0 + take), to output elements
+// p.. of image n, adding the bias.
+template <class S, class A>
+void store_rows(const GemmConv<S, A>& c, int64_t gi, int64_t r0, const A* vals, int64_t t0, int64_t take, int64_t n,
+                int64_t p) {
+  constexpr int NR = kNR<A>;
+  const int64_t rows = std::min<int64_t>(kMR, c.m - r0);
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t ch = gi * c.m + r0 + i;
+    S* o = c.out + n * c.out_img + ch * c.g.plane() + p;
+    const A* v = vals + i * NR + t0;
+    if (c.bias) {
+      const A b = static_cast<A>(load(c.bias, ch));
+      for (int64_t e = 0; e < take; ++e) store(o, e, v[e] + b);
+    } else {
+      for (int64_t e = 0; e < take; ++e) store(o, e, v[e]);
+    }
+  }
+}
+
+template <class S, class A> void run_gemm_conv(const GemmConv<S, A>& c, int threads) {
+  constexpr int NR = kNR<A>;
+  const ConvGeom& g = c.g;
+  const int64_t K = g.rows();
+  if (c.shifted()) {  // blocks of output rows; block height changes speed, never results
+    const int64_t wp = g.ow + (g.kw - 1) * g.dw, halo = (g.kh - 1) * g.dh;
+    int64_t rows = std::clamp<int64_t>(kBlockElems / (g.c * wp) - halo, 1, g.oh);
+    while (rows > 1 && c.n * c.groups * ceil_div(g.oh, rows) < 4 * threads) rows = ceil_div(rows, 2);
+    const ShiftPlan sp = shift_plan(c, rows);
+    const auto off = shift_offsets(c, sp);
+    const int64_t per_img = ceil_div(g.oh, rows);
+    auto task = [&](int64_t t) {
+      const int64_t n = t / (c.groups * per_img), gi = t / per_img % c.groups, oy0 = t % per_img * rows;
+      const int64_t nrows = std::min(rows, g.oh - oy0), ncols = nrows * sp.wp;
+      shift_block(c, sp, off.get(), gi, n, oy0, nrows, [&](int64_t r0, int64_t jp, const A* vals) {
+        for (int64_t j = jp, end = std::min(jp + NR, ncols); j < end;) {
+          const int64_t r = j / sp.wp, x = j % sp.wp, take = std::min(sp.wp - x, end - j);
+          if (x < g.ow) store_rows(c, gi, r0, vals, j - jp, std::min(take, g.ow - x), n, (oy0 + r) * g.ow + x);
+          j += take;
+        }
+      });
+    };
+    return parallel_for(threads, c.n * c.groups * per_img, task);
+  }
+  const int64_t total = c.n * g.plane();
+  // Block width only changes speed, never results: fit L2, and leave every thread work.
+  int64_t nb = std::clamp<int64_t>(kBlockElems / K / NR, 1, 8) * NR;
+  while (nb > NR && c.groups * ceil_div(total, nb) < 4 * threads) nb -= NR;
+  const int64_t blocks = ceil_div(total, nb);
+  auto task = [&](int64_t t) {
+    const int64_t gi = t / blocks, j0 = (t % blocks) * nb, len = std::min(nb, total - j0);
+    conv_block(c, gi, j0, len, [&](int64_t r0, int64_t jp, const A* vals) {
+      for_each_image_piece(g.plane(), j0 + jp, std::min<int64_t>(NR, len - jp),
+                           [&](int64_t n, int64_t p, int64_t t0, int64_t take) { store_rows(c, gi, r0, vals, t0, take, n, p); });
+    });
+  };
+  parallel_for(threads, c.groups * blocks, task);
+}
+
+ConvGeom forward_geom(const Conv2dParams& q) {
+  return {q.ci / q.groups, q.h, q.w, 1, 1, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw, q.oh, q.ow,
+          q.ci * q.h * q.w};
+}
+
+template <class S, class A> std::unique_ptr<A[]> forward_weights(const Conv2dParams& q, const S* w) {
+  const int64_t m = q.co / q.groups, K = q.ci / q.groups * q.kh * q.kw;
+  return pack_weights<A>(q.groups, m, K, [&](int64_t gi, int64_t i, int64_t k) { return A(load(w, (gi * m + i) * K + k)); });
+}
+
+template <class S> void forward(const ConvArgs& a) {
+  using A = compute_t<S>;
+  const Conv2dParams& q = a.q;
+  const ConvGeom g = forward_geom(q);
+  const auto wp = forward_weights<S, A>(q, reinterpret_cast<const S*>(a.weight));
+  GemmConv<S, A> c{g, q.n, q.groups, q.co / q.groups, reinterpret_cast<const S*>(a.input), g.c * q.h * q.w, wp.get(),
+                   reinterpret_cast<const S*>(a.bias), reinterpret_cast<S*>(a.out), q.co * q.oh * q.ow};
+  run_gemm_conv(c, a.num_threads);
+}
+
+// Input gradient = stride-1 convolution of the output gradient, upsampled by the stride,
+// with the kernel flipped and in/out channels swapped, padding d(k-1) - p.
+template <class S> void input_grad(const ConvArgs& a) {
+  using A = compute_t<S>;
+  const Conv2dParams& q = a.q;
+  const S* w = reinterpret_cast<const S*>(a.weight);
+  const int64_t cig = q.ci / q.groups, cog = q.co / q.groups, taps = q.kh * q.kw;
+  const ConvGeom g{cog, q.oh, q.ow, q.sh, q.sw, q.kh, q.kw, 1, 1, q.dh * (q.kh - 1) - q.ph,
+                   q.dw * (q.kw - 1) - q.pw, q.dh, q.dw, q.h, q.w, q.co * q.oh * q.ow};
+  const auto wp = pack_weights<A>(q.groups, cig, g.rows(), [&](int64_t gi, int64_t i, int64_t k) {
+    const int64_t oc = gi * cog + k / taps, tap = taps - 1 - k % taps;
+    return A(load(w, (oc * cig + i) * taps + tap));
+  });
+  GemmConv<S, A> c{g, q.n, q.groups, cig, reinterpret_cast<const S*>(a.grad_out), cog * q.oh * q.ow, wp.get(),
+                   nullptr, reinterpret_cast<S*>(a.grad_input), q.ci * q.h * q.w};
+  run_gemm_conv(c, a.num_threads);
+}
+
+template <class S> void weight_grad(const ConvArgs& a) {
+  using A = compute_t<S>;
+  constexpr int NR = kNR<A>;
+  const Conv2dParams& q = a.q;
+  const ConvGeom g = forward_geom(q);
+  const int64_t m = q.co / q.groups, K = g.rows(), Kp = round_up(K, NR), Mp = round_up(m, kMR);
+  const int64_t total = q.n * g.plane(), tile = Mp * Kp;
+  // Fixed chunks (a function of the shape only) make the sum order thread-independent.
+  int64_t chunk = std::max<int64_t>(512, ceil_div(total, 64));
+  while (ceil_div(total, chunk) * q.groups * tile > (int64_t{1} << 24) && chunk < total) chunk *= 2;
+  const int64_t nchunks = ceil_div(total, chunk), nb = std::clamp<int64_t>(kBlockElems / Kp, 16, chunk);
+  auto partial = buffer<A>(nchunks * q.groups * tile);
+  const S* in = reinterpret_cast<const S*>(a.input);
+  const S* gout = reinterpret_cast<const S*>(a.grad_out);
+  auto task = [&](int64_t t) {
+    const int64_t gi = t % q.groups, ch = t / q.groups, end = std::min(total, (ch + 1) * chunk);
+    A* part = partial.get() + t * tile;
+    for (int64_t e = 0; e < tile; ++e) part[e] = A(0);
+    A* colt = scratch<A>(0, nb * Kp);
+    A* gp = scratch<A>(1, Mp * nb);
+    RowSeg* segs = scratch<RowSeg>(2, nb + 1);
+    for (int64_t j0 = ch * chunk; j0 < end; j0 += nb) {
+      const int64_t len = std::min(nb, end - j0), nsegs = row_segments(g, j0, len, segs);
+      pack_cols<S, A, true>(g, in + gi * g.c * q.h * q.w, segs, nsegs, Kp, colt);
+      for (int64_t j = 0; j < len; ++j)
+        for (int64_t k = K; k < Kp; ++k) colt[j * Kp + k] = A(0);
+      for (int64_t i = m; i < Mp; ++i)
+        for (int64_t j = 0; j < len; ++j) gp[(i / kMR * len + j) * kMR + i % kMR] = A(0);
+      for_each_image_piece(g.plane(), j0, len, [&](int64_t n, int64_t p, int64_t t0, int64_t take) {
+        for (int64_t i = 0; i < m; ++i) {
+          const S* src = gout + (n * q.co + gi * m + i) * g.plane() + p;
+          A* dst = gp + (i / kMR * len + t0) * kMR + i % kMR;
+          for (int64_t e = 0; e < take; ++e) dst[e * kMR] = static_cast<A>(load(src, e));
+        }
+      });
+      for (int64_t p = 0; p < Mp / kMR; ++p)
+        for (int64_t kp = 0; kp < Kp; kp += NR)
+          micro<A, false>(len, gp + p * len * kMR, colt + kp, Kp, nullptr, part + p * kMR * Kp + kp, Kp, true);
+    }
+  };
+  parallel_for(a.num_threads, nchunks * q.groups, task);
+  S* gw = reinterpret_cast<S*>(a.grad_weight);
+  auto combine = [&](int64_t r) {  // r = gi * m + i
+    const int64_t gi = r / m, i = r % m;
+    for (int64_t k = 0; k < K; ++k) {
+      A s = A(0);
+      for (int64_t ch = 0; ch < nchunks; ++ch) s = s + partial[(ch * q.groups + gi) * tile + i * Kp + k];
+      store(gw, r * K + k, s);
+    }
+  };
+  parallel_for(a.num_threads, q.co, combine);
+}
+
+// Bias gradient: per channel, each plane summed in 16 fixed lanes, then planes in order.
+template <class S> void bias_grad(const ConvArgs& a) {
+  using A = compute_t<S>;
+  constexpr int L = 16;
+  const Conv2dParams& q = a.q;
+  const int64_t plane = q.oh * q.ow;
+  const S* gout = reinterpret_cast<const S*>(a.grad_out);
+  S* gb = reinterpret_cast<S*>(a.grad_bias);
+  auto task = [&](int64_t oc) {
+    A total = A(0);
+    for (int64_t n = 0; n < q.n; ++n) {
+      const S* src = gout + (n * q.co + oc) * plane;
+      A lane[L] = {};
+      int64_t e = 0;
+      for (; e + L <= plane; e += L)
+        for (int l = 0; l < L; ++l) lane[l] = lane[l] + load(src, e + l);
+      for (int l = 0; e + l < plane; ++l) lane[l] = lane[l] + load(src, e + l);
+      A s = A(0);
+      for (int l = 0; l < L; ++l) s = s + lane[l];
+      total = total + s;
+    }
+    store(gb, oc, total);
+  };
+  parallel_for(a.num_threads, q.co, task);
+}
+
+// max_pool(relu(conv + b)): one task per (image, group) convolves the whole image into a
+// per-thread buffer (row stride ld_row), then rectifies and pools from there.
+template <class S> void fused_block(const ConvPoolArgs& a) {
+  using A = compute_t<S>;
+  constexpr int NR = kNR<A>;
+  const Conv2dParams& q = a.conv.q;
+  const Pool2dParams& pq = a.pool;
+  const S* bias = reinterpret_cast<const S*>(a.conv.bias);
+  const ConvGeom g = forward_geom(q);
+  const int64_t m = q.co / q.groups, pooled = pq.oh * pq.ow;
+  const auto wp = forward_weights<S, A>(q, reinterpret_cast<const S*>(a.conv.weight));
+  const GemmConv<S, A> c{g, q.n, q.groups, m, reinterpret_cast<const S*>(a.conv.input), g.c * q.h * q.w, wp.get(),
+                         nullptr, nullptr, 0};
+  const bool shifted = c.shifted();
+  const ShiftPlan sp = shift_plan(c, g.oh);
+  const auto off = shift_offsets(c, sp);
+  const int64_t ld_row = shifted ? sp.wp : g.ow, ld = round_up(g.oh * ld_row, NR);
+  S* out = reinterpret_cast<S*>(a.out);
+  int64_t* idx = reinterpret_cast<int64_t*>(a.indices);
+  auto task = [&](int64_t t) {
+    const int64_t n = t / q.groups, gi = t % q.groups;
+    A* buf = scratch<A>(1, round_up(m, kMR) * ld);
+    auto keep = [&](int64_t r0, int64_t jp, const A* vals) {
+      for (int i = 0; i < kMR; ++i) std::memcpy(buf + (r0 + i) * ld + jp, vals + i * NR, NR * sizeof(A));
+    };
+    if (shifted) shift_block(c, sp, off.get(), gi, n, 0, g.oh, keep);
+    else conv_block(c, gi, n * g.plane(), g.plane(), keep);
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t ch = gi * m + i;
+      A* z = buf + i * ld;
+      const A b = bias ? static_cast<A>(load(bias, ch)) : A(0);
+      for (int64_t e = 0; e < g.oh * ld_row; ++e) {
+        const A v = z[e] + b;
+        z[e] = v < A(0) ? A(0) : v;  // relu; NaN stays NaN, as torch.relu
+      }
+      const int64_t o = (n * q.co + ch) * pooled;
+      for (int64_t oy = 0; oy < pq.oh; ++oy)
+        for (int64_t ox = 0; ox < pq.ow; ++ox) {
+          A best = A(0);
+          // max_window's index is y * w + x with w = conv width; read the buffer at row stride ld_row
+          const int64_t arg = max_window<A>(pq, oy, ox, [&](int64_t e) { return z[e / g.ow * ld_row + e % g.ow]; }, best);
+          idx[o + oy * pq.ow + ox] = arg;
+          store(out, o + oy * pq.ow + ox, best);
+        }
+    }
+  };
+  parallel_for(a.conv.num_threads, q.n * q.groups, task);
+}
+
+}  // namespace
+
+void conv_forward(const ConvArgs& a) {
+  dispatch_dtype(a.dtype, [&](auto s) { forward<decltype(s)>(a); });
+}
+
+void conv_backward(const ConvArgs& a) {
+  dispatch_dtype(a.dtype, [&](auto s) {
+    using S = decltype(s);
+    if (a.grad_input) input_grad<S>(a);
+    if (a.grad_weight) weight_grad<S>(a);
+    if (a.grad_bias) bias_grad<S>(a);
+  });
+}
+
+void conv_relu_maxpool(const ConvPoolArgs& a) {
+  dispatch_dtype(a.conv.dtype, [&](auto s) { fused_block<decltype(s)>(a); });
+}
+
+}  // namespace fusekit::cpu::FK_ISA

@@ -1,0 +1,112 @@
+// Packing for the CPU convolution GEMMs: a block of columns of the implicit im2col matrix
+// (rows k = (channel, ky, kx), columns j = (image, oy, ox)) copied into a small buffer that
+// stays in cache. Only one block per thread exists at a time: never the batch's im2col.
+// Included only by the per-ISA kernels, so everything here lives in the ISA's namespace
+// (one inline function compiled for AVX-512 must never be linked into the scalar path).
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "cpu/conv_gemm.h"
+#include "fusekit/dtype.h"
+
+namespace fusekit::cpu::FK_ISA {
+
+// The operand a convolution reads: per image c planes of h x w, windows kh x kw with stride
+// s, padding p (may be negative) and dilation d, giving oh x ow columns per image. u > 1
+// reads the planes as if u-1 zeros sat between their elements: the input gradient of a
+// strided convolution is this stride-1 convolution of the upsampled output gradient.
+struct ConvGeom {
+  int64_t c, h, w, uh, uw, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow;
+  int64_t img_stride;  // elements between images
+  int64_t rows() const { return c * kh * kw; }
+  int64_t plane() const { return oh * ow; }
+};
+
+// Columns [j, j + len) of a block that share one image and one output row.
+struct RowSeg {
+  int64_t n, oy, ox, j, len;
+};
+
+// Splits block columns [j0, j0 + len) into segs (room for len + 1); returns the count.
+inline int64_t row_segments(const ConvGeom& g, int64_t j0, int64_t len, RowSeg* segs) {
+  int64_t count = 0;
+  for (int64_t j = 0; j < len;) {
+    const int64_t col = j0 + j, n = col / g.plane(), p = col % g.plane(), oy = p / g.ow, ox = p % g.ow;
+    const int64_t take = std::min(g.ow - ox, len - j);
+    segs[count++] = {n, oy, ox, j, take};
+    j += take;
+  }
+  return count;
+}
+
+// Real index of virtual coordinate v along an axis of size `size` upsampled by u, or -1.
+inline int64_t upsampled(int64_t v, int64_t u, int64_t size) {
+  if (v < 0) return -1;
+  if (u != 1) {
+    if (v % u) return -1;
+    v /= u;
+  }
+  return v < size ? v : -1;
+}
+
+// dst[k * rs + j * cs] = im2col(in)[k][j0 + j] for the block's columns, in A. `in` points at
+// the group's first channel of image 0. Transposed: rs = 1 and cs = the row length.
+template <class S, class A, bool Transposed>
+void pack_cols(const ConvGeom& g, const S* in, const RowSeg* segs, int64_t nsegs, int64_t ld, A* dst) {
+  const int64_t K = g.rows(), rs = Transposed ? 1 : ld, cs = Transposed ? ld : 1;
+  const bool contiguous = g.uw == 1 && g.sw == 1;
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t ch = k / (g.kh * g.kw), ky = (k / g.kw) % g.kh, kx = k % g.kw;
+    A* row = dst + k * rs;
+    for (int64_t si = 0; si < nsegs; ++si) {
+      const RowSeg& s = segs[si];
+      A* d = row + s.j * cs;
+      const int64_t iy = upsampled(s.oy * g.sh - g.ph + ky * g.dh, g.uh, g.h);
+      if (iy < 0) {
+        for (int64_t t = 0; t < s.len; ++t) d[t * cs] = A(0);
+        continue;
+      }
+      const S* src = in + s.n * g.img_stride + (ch * g.h + iy) * g.w;
+      const int64_t x0 = s.ox * g.sw - g.pw + kx * g.dw;
+      if (contiguous) {
+        const int64_t lo = std::clamp<int64_t>(-x0, 0, s.len), hi = std::clamp<int64_t>(g.w - x0, lo, s.len);
+        for (int64_t t = 0; t < lo; ++t) d[t * cs] = A(0);
+        for (int64_t t = lo; t < hi; ++t) d[t * cs] = static_cast<A>(load(src, x0 + t));
+        for (int64_t t = hi; t < s.len; ++t) d[t * cs] = A(0);
+      } else {
+        for (int64_t t = 0; t < s.len; ++t) {
+          const int64_t ix = upsampled(x0 + t * g.sw, g.uw, g.w);
+          d[t * cs] = ix < 0 ? A(0) : static_cast<A>(load(src, ix));
+        }
+      }
+    }
+  }
+}
+
+// Zero-padded rows of one image for the stride-1 kernels: dst[ch][r][x] = in[ch][y0 + r][x - pw]
+// (0 outside the plane) for r < rows, x < wp; channel stride cs.
+template <class S, class A>
+void pack_padded_rows(const ConvGeom& g, const S* in, int64_t y0, int64_t rows, int64_t wp, int64_t cs, A* dst) {
+  const int64_t lo = std::clamp<int64_t>(g.pw, 0, wp), hi = std::clamp<int64_t>(g.pw + g.w, lo, wp);
+  for (int64_t ch = 0; ch < g.c; ++ch)
+    for (int64_t r = 0; r < rows; ++r) {
+      A* d = dst + ch * cs + r * wp;
+      const int64_t y = y0 + r;
+      if (y < 0 || y >= g.h) {
+        for (int64_t x = 0; x < wp; ++x) d[x] = A(0);
+        continue;
+      }
+      const S* src = in + (ch * g.h + y) * g.w - g.pw;
+      for (int64_t x = 0; x < lo; ++x) d[x] = A(0);
+      for (int64_t x = lo; x < hi; ++x) d[x] = static_cast<A>(load(src, x));
+      for (int64_t x = hi; x < wp; ++x) d[x] = A(0);
+    }
+}
+
+template <class T> T* scratch(int slot, int64_t n) {
+  return static_cast<T*>(conv_scratch(slot, static_cast<size_t>(n) * sizeof(T)));
+}
+
+}  // namespace fusekit::cpu::FK_ISA
