@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "cpu/memory.h"
 #include "cpu/thread_pool.h"
 #include "fusekit/launch_plan.h"
 #include "fusekit/conv_args.h"
@@ -195,6 +196,7 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("indices", &ConvPoolArgs::indices);
   m.def("conv_relu_maxpool_forward", &conv_relu_maxpool_forward, py::arg("args"),
         py::call_guard<py::gil_scoped_release>());
+  m.def("advise_huge_pages", &cpu::advise_huge_pages, py::arg("ptr"), py::arg("nbytes"));
   m.def("conv2d_forward", &conv2d_forward, py::arg("args"), py::call_guard<py::gil_scoped_release>());
   m.def("conv2d_backward", &conv2d_backward, py::arg("args"), py::call_guard<py::gil_scoped_release>());
   m.def("pool2d", [](int op, const PoolArgs& a) {

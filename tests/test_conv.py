@@ -4,6 +4,7 @@ import torch
 
 import fusekit.nn as fnn
 import fusekit.nn.functional as F
+from fusekit.nn import _conv
 from test_pool import close_or_better
 
 CASES = [
@@ -54,6 +55,15 @@ def run_case(xshape, wshape, kw, dtype, device, bias=True, layout="contiguous"):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 def test_conv2d_matches_torch(case, dtype, device):
     run_case(*case, dtype, device)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_direct_cpu_kernels_match_torch(case, dtype, monkeypatch):
+    """The CPU's GEMM kernels are not what the GPU runs: the direct row loops shared with the
+    CUDA kernels are checked here on the CPU."""
+    monkeypatch.setattr(_conv, "CPU_DIRECT", True)
+    run_case(*case, dtype, "cpu")
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "transposed"])

@@ -4,6 +4,7 @@ import torch
 
 import fusekit.nn as fnn
 import fusekit.nn.functional as F
+from fusekit.nn import _conv
 from test_pool import close_or_better
 
 CASES = [
@@ -11,6 +12,7 @@ CASES = [
     ((3, 20, 12, 12), (40, 20, 5, 5), dict(padding=2), 2, None),
     ((2, 4, 11, 9), (6, 2, 3, 3), dict(stride=1, groups=2), 3, 2),
     ((1, 3, 10, 10), (5, 3, 3, 3), dict(padding=1, dilation=2), (2, 3), (2, 1)),
+    ((2, 3, 13, 12), (4, 3, 3, 2), dict(stride=(2, 1), padding=1), 2, None),  # strided: im2col path
 ]
 
 
@@ -21,6 +23,16 @@ def ids(c):
 @pytest.mark.parametrize("case", CASES, ids=ids)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_fused_block_matches_torch_sequence(case, dtype, device):
+    check_case(case, dtype, device)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_direct_cpu_block_matches_torch_sequence(case, monkeypatch):
+    monkeypatch.setattr(_conv, "CPU_DIRECT", True)  # the loops the GPU kernels share
+    check_case(case, torch.float32, "cpu")
+
+
+def check_case(case, dtype, device):
     xs, ws, kw, pool, pstride = case
     g = torch.Generator().manual_seed(0)
     x0, w0, b0 = (torch.randn(s, generator=g, dtype=torch.float64) for s in (xs, ws, ws[:1]))

@@ -2,6 +2,8 @@
 // same element functions): parallel over N*C planes, one thread per plane range.
 #include <stdexcept>
 
+#include "cpu/optim_job.h"
+#include "cpu/pool_kernels.h"
 #include "cpu/thread_pool.h"
 #include "fusekit/pool_args.h"
 #include "fusekit/pool_elems.h"
@@ -83,6 +85,18 @@ void pool2d(PoolOp op, const PoolArgs& a) {
 #else
     throw std::runtime_error("fusekit was built without CUDA kernels");
 #endif
+  }
+  if ((op == PoolOp::MaxForward || op == PoolOp::MaxBackward) && pool_tiles(a.q) && a.q.kh == 2 && a.q.kw == 2) {
+    const bool fwd = op == PoolOp::MaxForward;
+    switch (cpu::detect_isa()) {
+#ifdef FK_HAVE_ISA_AVX512
+      case cpu::Isa::Avx512: return fwd ? cpu::avx512::max_pool_2x2(a) : cpu::avx512::max_pool_2x2_backward(a);
+#endif
+#ifdef FK_HAVE_ISA_AVX2
+      case cpu::Isa::Avx2: return fwd ? cpu::avx2::max_pool_2x2(a) : cpu::avx2::max_pool_2x2_backward(a);
+#endif
+      default: return fwd ? cpu::scalar::max_pool_2x2(a) : cpu::scalar::max_pool_2x2_backward(a);
+    }
   }
   dispatch_dtype(a.dtype, [&](auto s) { run<decltype(s)>(op, a); });
 }

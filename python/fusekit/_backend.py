@@ -5,12 +5,29 @@ checked is checked here, before any kernel writes memory.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 from . import _C
 
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 _REAL_OF_COMPLEX = {torch.complex64: torch.float32, torch.complex128: torch.float64}
+
+
+# Fresh CPU outputs from this size up are backed by transparent huge pages (see
+# csrc/cpu/memory.h); FUSEKIT_HUGEPAGES=0 turns the hint off.
+_HUGE_OUTPUT_BYTES = 4 << 20
+_HUGEPAGES = os.environ.get("FUSEKIT_HUGEPAGES", "1") != "0"
+
+
+def new_output(shape, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """torch.empty for a kernel's output, on `like`'s device (and dtype unless given)."""
+    t = torch.empty(shape, dtype=dtype or like.dtype, device=like.device)
+    nbytes = t.numel() * t.element_size()
+    if _HUGEPAGES and nbytes >= _HUGE_OUTPUT_BYTES and t.device.type == "cpu":
+        _C.advise_huge_pages(t.data_ptr(), nbytes)
+    return t
 
 
 def cuda_available() -> bool:

@@ -75,11 +75,7 @@ FK_HOST_DEVICE void max_fwd_tile_row(const Pool2dParams& q, const S* in, S* out,
     for (int64_t i = 0; i < q.kh; ++i)
       for (int64_t j = (i == 0 ? 1 : 0); j < q.kw; ++j) {
         const int64_t e = (y0 + i) * q.w + x0 + j;
-        const A v = load(in, e);
-        if (v > best || v != v) {
-          best = v;
-          arg = e;
-        }
+        max_step(load(in, e), e, best, arg);
       }
     store(out, oy * q.ow + ox, best);
     idx[oy * q.ow + ox] = arg;

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from .._backend import DTYPE_CODES, is_channels_last, set_launch
+from .._backend import DTYPE_CODES, is_channels_last, new_output, set_launch
 from ._pool import pair
 
 
@@ -71,9 +71,15 @@ def prepare(x, weight, bias, stride, padding, dilation, groups):
     return x, q
 
 
+# True: the CPU runs the direct row loops the CUDA kernels run (conv_elems.h) instead of
+# its GEMM kernels, so tests check the GPU's math on a machine without one.
+CPU_DIRECT = False
+
+
 def _args(q, ref):
     a = set_launch(_C.ConvArgs(), ref)
     a.q = q
+    a.direct = CPU_DIRECT
     return a
 
 
@@ -82,7 +88,7 @@ class Conv2dFn(torch.autograd.Function):
     def forward(ctx, x, weight, bias, q):
         xc, wc = x.contiguous(), weight.contiguous()
         bc = None if bias is None else bias.contiguous()
-        out = torch.empty((*x.shape[:-3], q.co, q.oh, q.ow), dtype=x.dtype, device=x.device)
+        out = new_output((*x.shape[:-3], q.co, q.oh, q.ow), x)
         a = _args(q, x)
         a.input, a.weight, a.out = xc.data_ptr(), wc.data_ptr(), out.data_ptr()
         if bc is not None:
@@ -99,8 +105,8 @@ class Conv2dFn(torch.autograd.Function):
         go = grad_out.contiguous()
         a = _args(ctx.q, go)
         a.input, a.weight, a.grad_out = xc.data_ptr(), wc.data_ptr(), go.data_ptr()
-        gx = torch.empty_like(xc) if need_x else None
-        gw = torch.empty_like(wc) if need_w else None
+        gx = new_output(xc.shape, xc) if need_x else None
+        gw = new_output(wc.shape, wc) if need_w else None
         gb = torch.empty(ctx.q.co, dtype=go.dtype, device=go.device) if (need_b and ctx.has_bias) else None
         for name, t in (("grad_input", gx), ("grad_weight", gw), ("grad_bias", gb)):
             if t is not None:
@@ -121,8 +127,8 @@ class ConvReLUMaxPoolFn(torch.autograd.Function):
     def forward(ctx, x, weight, bias, q, pq):
         xc, wc = x.contiguous(), weight.contiguous()
         shape = (*x.shape[:-3], q.co, pq.oh, pq.ow)
-        out = torch.empty(shape, dtype=x.dtype, device=x.device)
-        idx = torch.empty(shape, dtype=torch.int64, device=x.device)
+        out = new_output(shape, x)
+        idx = new_output(shape, x, torch.int64)
         a = _C.ConvPoolArgs()
         conv = _args(q, x)
         conv.input, conv.weight = xc.data_ptr(), wc.data_ptr()
@@ -141,7 +147,7 @@ class ConvReLUMaxPoolFn(torch.autograd.Function):
 
         xc, wc, out, idx = ctx.saved_tensors
         g = torch.where(out > 0, grad_out, torch.zeros_like(grad_out)).contiguous()
-        gconv = torch.empty((*xc.shape[:-3], ctx.q.co, ctx.q.oh, ctx.q.ow), dtype=g.dtype, device=g.device)
+        gconv = new_output((*xc.shape[:-3], ctx.q.co, ctx.q.oh, ctx.q.ow), g)
         _pool.run(_pool.MAX_BWD, ctx.pq, grad_out=g, indices=idx, grad_in=gconv)
         gx, gw, gb, _ = Conv2dFn.backward(_Saved(ctx, xc, wc), gconv)
         return gx, gw, gb, None, None

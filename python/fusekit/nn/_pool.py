@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from .._backend import DTYPE_CODES, is_channels_last, set_launch
+from .._backend import DTYPE_CODES, is_channels_last, new_output, set_launch
 
 MAX_FWD, MAX_BWD, AVG_FWD, AVG_BWD = 0, 1, 2, 3
 
@@ -80,8 +80,8 @@ class MaxPool2dFn(torch.autograd.Function):
     def forward(ctx, x, q):
         xc = x.contiguous()
         shape = (*x.shape[:-2], q.oh, q.ow)
-        out = torch.empty(shape, dtype=x.dtype, device=x.device)
-        idx = torch.empty(shape, dtype=torch.int64, device=x.device)
+        out = new_output(shape, x)
+        idx = new_output(shape, x, torch.int64)
         run(MAX_FWD, q, x=xc, out=out, indices=idx)
         ctx.q, ctx.shape, ctx.cl = q, x.shape, is_channels_last(x)
         ctx.save_for_backward(idx)
@@ -91,7 +91,7 @@ class MaxPool2dFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, _grad_idx):
         (idx,) = ctx.saved_tensors
-        gin = torch.empty(ctx.shape, dtype=grad_out.dtype, device=grad_out.device)
+        gin = new_output(ctx.shape, grad_out)
         run(MAX_BWD, ctx.q, grad_out=grad_out.contiguous(), indices=idx.contiguous(), grad_in=gin)
         return _like_input(gin, ctx.cl), None
 
@@ -100,13 +100,13 @@ class AvgPool2dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, q):
         xc = x.contiguous()
-        out = torch.empty((*x.shape[:-2], q.oh, q.ow), dtype=x.dtype, device=x.device)
+        out = new_output((*x.shape[:-2], q.oh, q.ow), x)
         run(AVG_FWD, q, x=xc, out=out)
         ctx.q, ctx.shape, ctx.cl = q, x.shape, is_channels_last(x)
         return _like_input(out, ctx.cl)
 
     @staticmethod
     def backward(ctx, grad_out):
-        gin = torch.empty(ctx.shape, dtype=grad_out.dtype, device=grad_out.device)
+        gin = new_output(ctx.shape, grad_out)
         run(AVG_BWD, ctx.q, grad_out=grad_out.contiguous(), grad_in=gin)
         return _like_input(gin, ctx.cl), None

@@ -24,6 +24,14 @@ FK_HOST_DEVICE int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p
   return out;
 }
 
+// One step of torch's max scan `val > max || isnan(val)`, branch-free so CPU loops vectorize.
+template <class A>
+FK_HOST_DEVICE void max_step(A v, int64_t e, A& best, int64_t& arg) {
+  const bool take = v > best || v != v;
+  best = take ? v : best;
+  arg = take ? e : arg;
+}
+
 // Max over a dilated window; returns the flat index h*W + w of the maximum: the first of
 // equal maxima, and the last NaN if any (torch's `val > max || isnan(val)` scan).
 template <class A, class Load>
@@ -38,10 +46,12 @@ FK_HOST_DEVICE int64_t max_window(const Pool2dParams& q, int64_t oy, int64_t ox,
       const int64_t x = x0 + j * q.dw;
       if (x < 0 || x >= q.w) continue;
       const A v = load(y * q.w + x);
-      if (!have || v > best || v != v) {
+      if (!have) {
         best = v;
         arg = y * q.w + x;
         have = true;
+      } else {
+        max_step(v, y * q.w + x, best, arg);
       }
     }
   }

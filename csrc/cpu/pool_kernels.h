@@ -1,0 +1,17 @@
+// Pooling kernels built once per ISA (pool_isa.cpp); pool.cpp picks one at run time.
+#pragma once
+#include "fusekit/pool_args.h"
+
+namespace fusekit::cpu {
+
+#define FK_DECLARE_POOL_ISA(ns) \
+  namespace ns {                \
+  void max_pool_2x2(const PoolArgs& args);          \
+  void max_pool_2x2_backward(const PoolArgs& args); \
+  }
+FK_DECLARE_POOL_ISA(scalar)
+FK_DECLARE_POOL_ISA(avx2)
+FK_DECLARE_POOL_ISA(avx512)
+#undef FK_DECLARE_POOL_ISA
+
+}  // namespace fusekit::cpu
