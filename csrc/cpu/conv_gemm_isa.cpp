@@ -332,6 +332,84 @@ template <class S> void input_grad(const ConvArgs& a) {
   run_gemm_conv(c, a.num_threads);
 }
 
+// Input gradient through columns: dcol[k][j] = sum_oc w[oc][k] * gout[oc][j] for one image
+// (a GEMM whose depth is only the output channels), then each input element gathers its
+// taps from dcol in (ky, kx) order. Cheaper than the flipped convolution when input
+// channels are few or the padding is wide (LeNet's layers): that one multiplies zeros.
+template <class S> void input_grad_cols(const ConvArgs& a) {
+  using A = compute_t<S>;
+  constexpr int NR = kNR<A>;
+  const Conv2dParams& q = a.q;
+  const S* w = reinterpret_cast<const S*>(a.weight);
+  const S* gout = reinterpret_cast<const S*>(a.grad_out);
+  S* gin = reinterpret_cast<S*>(a.grad_input);
+  const int64_t cig = q.ci / q.groups, cog = q.co / q.groups, taps = q.kh * q.kw, K = cig * taps;
+  using V = Vec<A>;
+  constexpr int W = kW<A>;
+  V lanes;
+  for (int l = 0; l < W; ++l) lanes[l] = A(l);
+  const int64_t plane = q.oh * q.ow, ldp = round_up(plane, NR), panels = ceil_div(K, kMR);
+  const auto wt = pack_weights<A>(q.groups, K, cog, [&](int64_t gi, int64_t k, int64_t oc) {
+    return A(load(w, (gi * cog + oc) * K + k));
+  });
+  auto task = [&](int64_t t) {
+    const int64_t n = t / q.groups, gi = t % q.groups;
+    A* gp = scratch<A>(0, cog * ldp);
+    // margins: the vector gather below reads (and masks) up to a vector past either end
+    const int64_t front = (q.kw - 1) * q.dw + W;
+    A* dcol = scratch<A>(1, front + panels * kMR * ldp + q.w + q.pw + 2 * W) + front;
+    for (int64_t oc = 0; oc < cog; ++oc) {
+      const S* src = gout + (n * q.co + gi * cog + oc) * plane;
+      for (int64_t e = 0; e < plane; ++e) gp[oc * ldp + e] = static_cast<A>(load(src, e));
+      for (int64_t e = plane; e < ldp; ++e) gp[oc * ldp + e] = A(0);
+    }
+    const A* wg = wt.get() + gi * panels * cog * kMR;
+    for (int64_t p = 0; p < panels; ++p)
+      for (int64_t jp = 0; jp < ldp; jp += NR)
+        micro<A, false>(cog, wg + p * cog * kMR, gp + jp, ldp, nullptr, dcol + p * kMR * ldp + jp, ldp, false);
+    // Each input element sums its taps in (ky, kx) order, W elements at a time in registers
+    // (accumulating in memory at shifting offsets stalls on store forwarding).
+    for (int64_t ic = 0; ic < cig; ++ic)
+      for (int64_t y = 0; y < q.h; ++y) {
+        S* dst = gin + ((n * q.ci + gi * cig + ic) * q.h + y) * q.w;
+        for (int64_t xc = 0; xc < q.w; xc += W) {
+          V acc = V{};
+          for (int64_t ky = 0; ky < q.kh; ++ky) {
+            const int64_t oy = upsampled(y + q.ph - ky * q.dh, q.sh, q.oh);
+            if (oy < 0) continue;
+            for (int64_t kx = 0; kx < q.kw; ++kx) {
+              const A* row = dcol + ((ic * q.kh + ky) * q.kw + kx) * ldp + oy * q.ow;
+              const int64_t shift = q.pw - kx * q.dw;  // ox * sw = x + shift
+              if (q.sw == 1) {
+                const A lo = A(std::max<int64_t>(0, -shift) - xc), hi = A(std::min(q.w, q.ow - shift) - xc);
+                acc += (lanes >= lo && lanes < hi) ? loadv(row + xc + shift) : V{};
+              } else {
+                for (int l = 0; l < W && xc + l < q.w; ++l) {
+                  const int64_t ox = upsampled(xc + l + shift, q.sw, q.ow);
+                  if (ox >= 0) acc[l] += row[ox];
+                }
+              }
+            }
+          }
+          for (int l = 0; l < W && xc + l < q.w; ++l) store(dst, xc + l, acc[l]);
+        }
+      }
+  };
+  parallel_for(a.num_threads, q.n * q.groups, task);
+}
+
+// Multiply-adds of the two input-gradient methods, padding included; the gather counts
+// double (it is not register-blocked). A function of the shape only.
+bool input_grad_by_cols(const Conv2dParams& q, int64_t nr) {
+  const int64_t cig = q.ci / q.groups, cog = q.co / q.groups, taps = q.kh * q.kw;
+  // the flipped convolution runs over padded rows of width w + (kw-1)dw and, for a strided
+  // convolution, over an upsampled output gradient that is mostly zeros
+  const int64_t shifted =
+      round_up(cig, kMR) * round_up(q.h * (q.w + (q.kw - 1) * q.dw), nr) * cog * taps * q.sh * q.sw;
+  const int64_t cols = round_up(cig * taps, kMR) * round_up(q.oh * q.ow, nr) * cog + 2 * cig * q.h * q.w * taps;
+  return cols < shifted;
+}
+
 template <class S> void weight_grad(const ConvArgs& a) {
   using A = compute_t<S>;
   constexpr int NR = kNR<A>;
@@ -469,7 +547,10 @@ void conv_forward(const ConvArgs& a) {
 void conv_backward(const ConvArgs& a) {
   dispatch_dtype(a.dtype, [&](auto s) {
     using S = decltype(s);
-    if (a.grad_input) input_grad<S>(a);
+    if (a.grad_input) {
+      if (input_grad_by_cols(a.q, kNR<compute_t<S>>)) input_grad_cols<S>(a);
+      else input_grad<S>(a);
+    }
     if (a.grad_weight) weight_grad<S>(a);
     if (a.grad_bias) bias_grad<S>(a);
   });
