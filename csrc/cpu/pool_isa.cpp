@@ -61,32 +61,33 @@ void max2x2_bwd_plane(const S* __restrict gout, const int64_t* __restrict idx, S
   for (int64_t e = 2 * oh * w; e < h * w; ++e) store(gin, e, A(0));
 }
 
+// Runs plane(S{}, p, in_offset, out_offset) for every (image, channel) plane p.
+template <class F> void for_each_plane(const PoolArgs& a, F plane) {
+  const Pool2dParams& q = a.q;
+  const int64_t in_sz = q.h * q.w, out_sz = q.oh * q.ow;
+  dispatch_dtype(a.dtype, [&](auto s) {
+    auto task = [&](int64_t p) { plane(s, p * in_sz, p * out_sz); };
+    parallel_for(q.n * q.c * (in_sz + out_sz) < 16384 ? 1 : a.num_threads, q.n * q.c, task);
+  });
+}
+
 }  // namespace
 
 void max_pool_2x2_backward(const PoolArgs& a) {
   const Pool2dParams q = a.q;
-  const int64_t in_sz = q.h * q.w, out_sz = q.oh * q.ow;
-  dispatch_dtype(a.dtype, [&](auto s) {
+  for_each_plane(a, [&](auto s, int64_t i, int64_t o) {
     using S = decltype(s);
-    auto task = [&](int64_t p) {
-      max2x2_bwd_plane(reinterpret_cast<const S*>(a.grad_out) + p * out_sz,
-                       reinterpret_cast<const int64_t*>(a.indices) + p * out_sz,
-                       reinterpret_cast<S*>(a.grad_in) + p * in_sz, q.h, q.w, q.oh, q.ow);
-    };
-    parallel_for(q.n * q.c * (in_sz + out_sz) < 16384 ? 1 : a.num_threads, q.n * q.c, task);
+    max2x2_bwd_plane(reinterpret_cast<const S*>(a.grad_out) + o, reinterpret_cast<const int64_t*>(a.indices) + o,
+                     reinterpret_cast<S*>(a.grad_in) + i, q.h, q.w, q.oh, q.ow);
   });
 }
 
 void max_pool_2x2(const PoolArgs& a) {
   const Pool2dParams q = a.q;
-  const int64_t in_sz = q.h * q.w, out_sz = q.oh * q.ow;
-  dispatch_dtype(a.dtype, [&](auto s) {
+  for_each_plane(a, [&](auto s, int64_t i, int64_t o) {
     using S = decltype(s);
-    auto task = [&](int64_t p) {
-      max2x2_plane(reinterpret_cast<const S*>(a.in) + p * in_sz, reinterpret_cast<S*>(a.out) + p * out_sz,
-                   reinterpret_cast<int64_t*>(a.indices) + p * out_sz, q.w, q.oh, q.ow);
-    };
-    parallel_for(q.n * q.c * (in_sz + out_sz) < 16384 ? 1 : a.num_threads, q.n * q.c, task);
+    max2x2_plane(reinterpret_cast<const S*>(a.in) + i, reinterpret_cast<S*>(a.out) + o,
+                 reinterpret_cast<int64_t*>(a.indices) + o, q.w, q.oh, q.ow);
   });
 }
 
