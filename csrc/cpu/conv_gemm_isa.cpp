@@ -431,11 +431,11 @@ template <class S> void weight_grad(const ConvArgs& a) {
     A* colt = scratch<A>(0, nb * Kp);
     A* gp = scratch<A>(1, Mp * nb);
     RowSeg* segs = scratch<RowSeg>(2, nb + 1);
+    for (int64_t j = 0; j < nb; ++j)  // padding taps k >= K: packing never writes them
+      for (int64_t k = K; k < Kp; ++k) colt[j * Kp + k] = A(0);
     for (int64_t j0 = ch * chunk; j0 < end; j0 += nb) {
       const int64_t len = std::min(nb, end - j0), nsegs = row_segments(g, j0, len, segs);
       pack_cols<S, A, true>(g, in + gi * g.c * q.h * q.w, segs, nsegs, Kp, colt);
-      for (int64_t j = 0; j < len; ++j)
-        for (int64_t k = K; k < Kp; ++k) colt[j * Kp + k] = A(0);
       for (int64_t i = m; i < Mp; ++i)
         for (int64_t j = 0; j < len; ++j) gp[(i / kMR * len + j) * kMR + i % kMR] = A(0);
       for_each_image_piece(g.plane(), j0, len, [&](int64_t n, int64_t p, int64_t t0, int64_t take) {
@@ -504,7 +504,7 @@ template <class S> void fused_block(const ConvPoolArgs& a) {
                          nullptr, nullptr, 0};
   const bool shifted = c.shifted();
   const ShiftPlan sp = shift_plan(c, g.oh);
-  const auto off = shift_offsets(c, sp);
+  const auto off = shifted ? shift_offsets(c, sp) : nullptr;
   const int64_t ld_row = shifted ? sp.wp : g.ow, ld = round_up(g.oh * ld_row, NR);
   S* out = reinterpret_cast<S*>(a.out);
   int64_t* idx = reinterpret_cast<int64_t*>(a.indices);
