@@ -18,6 +18,12 @@ CASES = [
     ((2, 3, 8, 9), (4, 3, 3, 3), dict(padding="valid", stride=(2, 3))),
     ((4, 7, 6, 5), (3, 7, 1, 1), dict(padding=(0, 2))),
     ((8, 7, 6), (4, 8, 3, 3), dict(padding=2, dilation=2)),               # unbatched input
+    # CPU weight-gradient tiles: rows of several vectors, kernel wider than a tile (8 taps),
+    # 13 channels = 8 + 4 + 1 rows, padding wider than the kernel, row stride with unit column
+    # stride, many small images (several image chunks)
+    ((2, 3, 5, 37), (13, 3, 2, 11), dict(padding=(1, 6))),
+    ((3, 2, 9, 21), (5, 2, 3, 3), dict(stride=(2, 1), dilation=(1, 3), padding=(1, 4))),
+    ((30, 2, 5, 5), (3, 2, 3, 3), {}),
 ]
 
 
@@ -64,6 +70,26 @@ def test_direct_cpu_kernels_match_torch(case, dtype, monkeypatch):
     CUDA kernels are checked here on the CPU."""
     monkeypatch.setattr(_conv, "CPU_DIRECT", True)
     run_case(*case, dtype, "cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weight_grad_inf_input_matches_torch(dtype, device):
+    """An inf in the input reaches exactly the weight taps that read it inside a window: the
+    kernels never multiply it by the zero of a lane past the row or of padding (inf * 0 = NaN)."""
+    x = torch.randn(2, 2, 6, 20, dtype=torch.float64)
+    x[0, 1, 2, 0] = float("inf")
+    x[1, 0, 4, 19] = float("-inf")
+    w = torch.randn(3, 2, 3, 3, dtype=torch.float64)
+    g = torch.randn(2, 3, 4, 18, dtype=torch.float64)
+    ref = torch.ops.aten.convolution_backward(g, x, w, [3], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+                                              [False, True, False])[1]
+    xd, wd = x.to(dtype).to(device), w.to(dtype).to(device).requires_grad_()
+    F.conv2d(xd, wd).backward(g.to(dtype).to(device))
+    got = wd.grad.double().cpu()
+    assert torch.equal(got.isnan(), ref.isnan()) and torch.equal(got.isinf(), ref.isinf())
+    assert ref.isinf().any() and (ref.isfinite()).any()
+    fin = ref.isfinite()
+    torch.testing.assert_close(got[fin], ref[fin], rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "transposed"])

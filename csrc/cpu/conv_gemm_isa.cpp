@@ -6,32 +6,14 @@
 #include <cstring>
 #include <memory>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include "cpu/conv_gemm.h"
 #include "cpu/conv_pack.h"
+#include "cpu/simd.h"
 #include "cpu/thread_pool.h"
 #include "fusekit/math/pool.h"
 
 namespace fusekit::cpu::FK_ISA {
 namespace {
-
-#if defined(__AVX512F__)
-constexpr int kVB = 64;
-#elif defined(__AVX2__)
-constexpr int kVB = 32;
-#else
-constexpr int kVB = 16;
-#endif
-typedef float vf __attribute__((vector_size(kVB)));
-typedef double vd __attribute__((vector_size(kVB)));
-template <class A> struct VecOf;
-template <> struct VecOf<float> { using type = vf; };
-template <> struct VecOf<double> { using type = vd; };
-template <class A> using Vec = typename VecOf<A>::type;
-template <class A> constexpr int kW = kVB / static_cast<int>(sizeof(A));
 
 // Register tile kMR rows x kNV vectors: 24 accumulators of AVX-512's 32 registers, 12 of 16
 // elsewhere.
@@ -43,54 +25,6 @@ constexpr int kMR = 4, kNV = 3;
 template <class A> constexpr int kNR = kNV * kW<A>;
 // Elements of a packed column block: fits L2 with room for the weight panels.
 constexpr int64_t kBlockElems = 96 * 1024;
-
-inline vf fmadd(vf a, vf b, vf c) {
-#if defined(__AVX512F__)
-  return _mm512_fmadd_ps(a, b, c);
-#elif defined(__FMA__)
-  return _mm256_fmadd_ps(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-inline vd fmadd(vd a, vd b, vd c) {
-#if defined(__AVX512F__)
-  return _mm512_fmadd_pd(a, b, c);
-#elif defined(__FMA__)
-  return _mm256_fmadd_pd(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-template <class A> inline Vec<A> loadv(const A* p) {
-  Vec<A> v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class A> inline void storev(A* p, Vec<A> v) { std::memcpy(p, &v, sizeof v); }
-// Broadcast by intrinsic: GCC builds a generic vector from a scalar lane by lane.
-inline vf splat(float x) {
-#if defined(__AVX512F__)
-  return _mm512_set1_ps(x);
-#elif defined(__AVX2__)
-  return _mm256_set1_ps(x);
-#elif defined(__SSE2__)
-  return _mm_set1_ps(x);
-#else
-  return vf{} + x;
-#endif
-}
-inline vd splat(double x) {
-#if defined(__AVX512F__)
-  return _mm512_set1_pd(x);
-#elif defined(__AVX2__)
-  return _mm256_set1_pd(x);
-#elif defined(__SSE2__)
-  return _mm_set1_pd(x);
-#else
-  return vd{} + x;
-#endif
-}
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
@@ -551,7 +485,7 @@ void conv_backward(const ConvArgs& a) {
       if (input_grad_by_cols(a.q, kNR<compute_t<S>>)) input_grad_cols<S>(a);
       else input_grad<S>(a);
     }
-    if (a.grad_weight) weight_grad<S>(a);
+    if (a.grad_weight && !weight_grad_rows(a)) weight_grad<S>(a);
     if (a.grad_bias) bias_grad<S>(a);
   });
 }
