@@ -24,6 +24,7 @@ CASES = [
     ((2, 3, 5, 37), (13, 3, 2, 11), dict(padding=(1, 6))),
     ((3, 2, 9, 21), (5, 2, 3, 3), dict(stride=(2, 1), dilation=(1, 3), padding=(1, 4))),
     ((30, 2, 5, 5), (3, 2, 3, 3), {}),
+    ((2, 3, 5, 6), (4, 3, 2, 2), dict(dilation=(3, 1))),                  # input row 2 gets no gradient
 ]
 
 

@@ -15,8 +15,9 @@ void* conv_scratch(int slot, size_t bytes);
   void conv_forward(const ConvArgs& args);                 \
   void conv_backward(const ConvArgs& args);                \
   void conv_relu_maxpool(const ConvPoolArgs& args);        \
-  /* conv_wgrad_isa.cpp; false: not its case (column stride > 1, 16-bit types) */ \
+  /* conv_wgrad_isa.cpp, conv_dgrad_isa.cpp; false: not their case (strides, 16-bit types) */ \
   bool weight_grad_rows(const ConvArgs& args);             \
+  bool input_grad_rows(const ConvArgs& args);              \
   }
 FK_DECLARE_CONV_ISA(scalar)
 FK_DECLARE_CONV_ISA(avx2)

@@ -481,7 +481,7 @@ void conv_forward(const ConvArgs& a) {
 void conv_backward(const ConvArgs& a) {
   dispatch_dtype(a.dtype, [&](auto s) {
     using S = decltype(s);
-    if (a.grad_input) {
+    if (a.grad_input && !input_grad_rows(a)) {
       if (input_grad_by_cols(a.q, kNR<compute_t<S>>)) input_grad_cols<S>(a);
       else input_grad<S>(a);
     }

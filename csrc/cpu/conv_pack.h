@@ -8,7 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <memory>
+
 #include "cpu/conv_gemm.h"
+#include "cpu/simd.h"
 #include "fusekit/dtype.h"
 
 namespace fusekit::cpu::FK_ISA {
@@ -103,6 +106,36 @@ void pack_padded_rows(const ConvGeom& g, const S* in, int64_t y0, int64_t rows, 
       for (int64_t x = lo; x < hi; ++x) d[x] = static_cast<A>(load(src, x));
       for (int64_t x = hi; x < wp; ++x) d[x] = A(0);
     }
+}
+
+// A row read at a shift per tap, one vector of columns at a time: for chunk cx (columns
+// cx*W ..) and tap kx, lane 0 reads source column off(kx, cx) = cx*W + shift + kx*step, and
+// the lanes whose column is < len and whose source column is in [0, src_len) are read (the
+// rest are zeros: padding, or lanes past the row).
+template <class A> struct TapLanes {
+  int64_t nx;  // chunks per row
+  std::unique_ptr<int64_t[]> offs;
+  std::unique_ptr<Lanes<A>[]> masks;
+  int64_t off(int64_t kx, int64_t cx) const { return offs[kx * nx + cx]; }
+  const Lanes<A>& lanes(int64_t kx, int64_t cx) const { return masks[kx * nx + cx]; }
+};
+
+template <class A>
+TapLanes<A> tap_lanes(int64_t len, int64_t src_len, int64_t shift, int64_t step, int64_t taps) {
+  constexpr int W = kW<A>;
+  const int64_t nx = (len + W - 1) / W;
+  TapLanes<A> t{nx, std::unique_ptr<int64_t[]>(new int64_t[taps * nx]),
+                std::unique_ptr<Lanes<A>[]>(new Lanes<A>[taps * nx])};
+  for (int64_t cx = 0; cx < nx; ++cx) {
+    const int64_t valid = std::min<int64_t>(W, len - cx * W);
+    for (int64_t kx = 0; kx < taps; ++kx) {
+      const int64_t x0 = cx * W + shift + kx * step;
+      const int64_t lo = std::clamp<int64_t>(-x0, 0, valid), hi = std::clamp<int64_t>(src_len - x0, lo, valid);
+      t.offs[kx * nx + cx] = x0;
+      t.masks[kx * nx + cx] = make_lanes<A>(static_cast<int>(lo), static_cast<int>(hi));
+    }
+  }
+  return t;
 }
 
 template <class T> T* scratch(int slot, int64_t n) {

@@ -17,11 +17,10 @@ namespace fusekit::cpu::FK_ISA {
 namespace {
 
 template <class A> struct RowPlan {
-  const A* in;    // image 0, channel 0
-  int64_t c, h, w, oh, ow, kh, kw, sh, ph, dh, m, K, nx;
-  int64_t in_img, out_img, in_group;  // elements between images / between groups' first channels
-  const int64_t* xoff;                // [kx * nx + cx]: input column of lane 0 of chunk cx for tap kx
-  const Lanes<A>* xl;                 // [kx * nx + cx]: lanes with a real input column
+  const A* in;  // image 0, channel 0
+  int64_t c, h, w, oh, ow, kh, kw, sh, ph, dh, m, K;
+  int64_t in_img, in_group;  // elements between images / between groups' first channels
+  const TapLanes<A>* x;      // input columns of each (tap kx, output chunk)
 };
 
 // The output gradient of one row block of channels for a chunk of images, packed as
@@ -48,13 +47,13 @@ void tile(const RowPlan<A>& p, const GradBlock<A>& gb, int64_t gi, int64_t n0, i
   // Locals, not p's fields: the loop has no stores, but GCC reloads fields under register pressure.
   const int64_t oh = p.oh, h = p.h, w = p.w, sh = p.sh, gstep = gb.rows * W;
   const int64_t y0 = ky * p.dh - p.ph;
-  for (int64_t cx = 0; cx < p.nx; ++cx) {
+  for (int64_t cx = 0; cx < p.x->nx; ++cx) {
     Lanes<A> xl[KX];
     int64_t xo[KX];
 #pragma GCC unroll 8
     for (int k = 0; k < KX; ++k) {
-      xl[k] = p.xl[(kx0 + k) * p.nx + cx];
-      xo[k] = p.xoff[(kx0 + k) * p.nx + cx];
+      xl[k] = p.x->lanes(kx0 + k, cx);
+      xo[k] = p.x->off(kx0 + k, cx);
     }
     for (int64_t n = 0; n < gb.images; ++n) {
       const A* gr = gb.gp + ((cx * gb.images + n) * oh) * gstep + r0 * W;
@@ -123,25 +122,12 @@ constexpr int kMaxKX = 8;
 template <class A> void run(const ConvArgs& a) {
   constexpr int W = kW<A>;
   const Conv2dParams& q = a.q;
-  const int64_t m = q.co / q.groups, c = q.ci / q.groups, K = c * q.kh * q.kw, nx = (q.ow + W - 1) / W;
-  // Lane masks and offsets per (tap column, chunk).
-  auto xoff = std::unique_ptr<int64_t[]>(new int64_t[q.kw * nx]);
-  auto xl = std::unique_ptr<Lanes<A>[]>(new Lanes<A>[q.kw * nx]);
-  auto gl = std::unique_ptr<Lanes<A>[]>(new Lanes<A>[nx]);
-  for (int64_t cx = 0; cx < nx; ++cx) {
-    const int64_t ox0 = cx * W, valid = std::min<int64_t>(W, q.ow - ox0);
-    gl[cx] = make_lanes<A>(0, static_cast<int>(valid));
-    for (int64_t kx = 0; kx < q.kw; ++kx) {
-      const int64_t x0 = ox0 - q.pw + kx * q.dw;  // input column of lane 0
-      const int64_t lo = std::clamp<int64_t>(-x0, 0, valid), hi = std::clamp<int64_t>(q.w - x0, lo, valid);
-      xoff[kx * nx + cx] = x0;
-      xl[kx * nx + cx] = make_lanes<A>(static_cast<int>(lo), static_cast<int>(hi));
-    }
-  }
+  const int64_t m = q.co / q.groups, c = q.ci / q.groups, K = c * q.kh * q.kw;
+  const TapLanes<A> xl = tap_lanes<A>(q.ow, q.w, -q.pw, q.dw, q.kw), gl = tap_lanes<A>(q.ow, q.ow, 0, 0, 1);
+  const int64_t nx = xl.nx;
   const A* gout = reinterpret_cast<const A*>(a.grad_out);
-  const RowPlan<A> p{reinterpret_cast<const A*>(a.input), c, q.h, q.w, q.oh,
-                     q.ow, q.kh, q.kw, q.sh, q.ph, q.dh, m, K, nx, q.ci * q.h * q.w, q.co * q.oh * q.ow, c * q.h * q.w,
-                     xoff.get(), xl.get()};
+  const RowPlan<A> p{reinterpret_cast<const A*>(a.input), c, q.h, q.w, q.oh, q.ow, q.kh, q.kw, q.sh, q.ph, q.dh, m, K,
+                     q.ci * q.h * q.w, c * q.h * q.w, &xl};
   // Images per chunk, a function of the shape only: enough row vectors per tile (64) to
   // amortise the lane sums, and at most 4M partial elements.
   int64_t per = std::clamp<int64_t>((64 + q.oh * nx - 1) / (q.oh * nx), 1, q.n);
@@ -161,7 +147,7 @@ template <class A> void run(const ConvArgs& a) {
         for (int64_t oy = 0; oy < q.oh; ++oy)
           for (int64_t r = 0; r < rows; ++r) {
             const A* src = gout + ((n * q.co + gi * m + ib + r) * q.oh + oy) * q.ow + cx * W;
-            storev(gp + (((cx * (n1 - n0) + n - n0) * q.oh + oy) * rows + r) * W, load_lanes(src, gl[cx]));
+            storev(gp + (((cx * (n1 - n0) + n - n0) * q.oh + oy) * rows + r) * W, load_lanes(src, gl.lanes(0, cx)));
           }
     const GradBlock<A> gb{gp, rows, n1 - n0};
     int64_t i0 = ib;

@@ -137,6 +137,26 @@ inline vd load_lanes(const double* p, const Lanes<double>& l) {
 #endif
 }
 
+// Stores the mask's lanes of v to p; memory under the other lanes is not touched.
+inline void store_lanes(float* p, vf v, const Lanes<float>& l) {
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, static_cast<__mmask16>(l.bits), v);
+#elif defined(__AVX2__)
+  _mm256_maskstore_ps(p, l.m, v);
+#else
+  for (int i = l.lo; i < l.hi; ++i) p[i] = v[i];
+#endif
+}
+inline void store_lanes(double* p, vd v, const Lanes<double>& l) {
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_pd(p, static_cast<__mmask8>(l.bits), v);
+#elif defined(__AVX2__)
+  _mm256_maskstore_pd(p, l.m, v);
+#else
+  for (int i = l.lo; i < l.hi; ++i) p[i] = v[i];
+#endif
+}
+
 // Sum of the lanes in a fixed pairwise order (halves added lane by lane).
 template <class A> inline A hsum(Vec<A> v) {
   A t[kW<A>];

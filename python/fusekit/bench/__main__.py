@@ -71,11 +71,12 @@ def main(argv=None) -> int:
                           f"{r['speedup']:>7.2f}x")
                 rows += res
         if "layers" in suites:
-            res = layers.run(device, 1, max(3, args.reps // 2))
-            print(f"\nlayers, forward + backward, medians of {max(3, args.reps // 2)}")
-            print(f"{'what':<50} {'torch ms':>10} {'fusekit ms':>11} {'speedup':>8}")
+            res = layers.run(device, args.warmup, max(3, args.reps // 2))
+            print("\nlayers, forward + backward, medians (of reps samples each)")
+            print(f"{'what':<50} {'torch ms':>10} {'fusekit ms':>11} {'speedup':>8} {'reps':>5}")
             for r in res:
-                print(f"{r['optimizer']:<50} {r['torch_ms']:>10.3f} {r['fusekit_ms']:>11.3f} {r['speedup']:>7.2f}x")
+                print(f"{r['optimizer']:<50} {r['torch_ms']:>10.3f} {r['fusekit_ms']:>11.3f} {r['speedup']:>7.2f}x "
+                      f"{r['reps']:>5}")
             rows += res
     if args.out:
         with open(args.out, "w") as f:

@@ -4,6 +4,8 @@ max_pool2d 2x2 on (128, 64, 32, 32), and ConvReLUMaxPool2d against torch's
 conv -> relu -> max_pool sequence."""
 from __future__ import annotations
 
+import time
+
 import torch
 
 import fusekit.nn.functional as F
@@ -46,7 +48,24 @@ CASES = [
 ]
 
 
+def _reps_for(calls, device: str, reps: int, budget_s: float = 0.6) -> int:
+    """At least `reps`; more for the fast cases (up to 200), so each candidate runs for about
+    budget_s and a millisecond case is a median over enough samples to resist scheduler noise."""
+    for call in calls:  # the first call may create torch's primitives or fault memory in
+        call()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for call in calls:
+        call()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    per_call = (time.perf_counter() - t0) / len(calls)
+    return max(reps, min(200, int(budget_s / max(per_call, 1e-6))))
+
+
 def run(device: str, warmup: int, reps: int) -> list[dict]:
+    """Rows with the medians in ms and the number of samples each median took (reps)."""
     rows = []
     for name, make in CASES:
         tensors, ours, theirs = make(device)
@@ -59,8 +78,10 @@ def run(device: str, warmup: int, reps: int) -> list[dict]:
                     t.grad = None
             return call
 
-        med = time_alternating({"fusekit": fwd_bwd(ours), "torch": fwd_bwd(theirs)}, device, warmup, reps)
-        rows.append(dict(suite="layers", device=device, optimizer=name, torch_impl="torch.nn.functional",
+        fns = {"fusekit": fwd_bwd(ours), "torch": fwd_bwd(theirs)}
+        n = _reps_for(list(fns.values()), device, reps)
+        med = time_alternating(fns, device, warmup, n)
+        rows.append(dict(suite="layers", device=device, optimizer=name, torch_impl="torch.nn.functional", reps=n,
                          fusekit_ms=med["fusekit"] * 1e3, torch_ms=med["torch"] * 1e3,
                          speedup=med["torch"] / med["fusekit"]))
     return rows
