@@ -160,6 +160,7 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("input", &PoolArgs::in)
       .def_readwrite("out", &PoolArgs::out)
       .def_readwrite("indices", &PoolArgs::indices)
+      .def_readwrite("window_codes", &PoolArgs::window_codes)
       .def_readwrite("grad_out", &PoolArgs::grad_out)
       .def_readwrite("grad_in", &PoolArgs::grad_in);
   py::class_<Conv2dParams>(m, "Conv2dParams")
@@ -204,6 +205,7 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release release;
     pool2d(static_cast<PoolOp>(op), a);
   }, py::arg("op"), py::arg("args"));
+  m.def("pool2d_window_codes", &pool2d_window_codes, py::arg("q"));
 
   m.def("chunk_elems", [](int d) { return chunk_elems(static_cast<DType>(d)); });
   m.def("build_chunks", [](const std::vector<int64_t>& numels, int64_t chunk) {

@@ -71,11 +71,16 @@ void check(PoolOp op, const PoolArgs& a) {
     throw std::invalid_argument("kernel_size, stride and dilation must be positive and padding non-negative");
   const bool fwd = op == PoolOp::MaxForward || op == PoolOp::AvgForward;
   const bool max = op == PoolOp::MaxForward || op == PoolOp::MaxBackward;
-  if (q.n * q.c > 0 && ((fwd && (!a.in || !a.out)) || (!fwd && (!a.grad_out || !a.grad_in)) || (max && !a.indices)))
+  if (q.n * q.c > 0 && ((fwd && (!a.in || !a.out)) || (!fwd && (!a.grad_out || !a.grad_in)) ||
+                        (max && !a.indices && !a.window_codes)))
     throw std::invalid_argument("null data pointer");
+  if (a.window_codes && (!max || a.indices || a.device >= 0 || !pool2d_window_codes(q)))
+    throw std::invalid_argument("window_codes: only for CPU 2x2/2 max pooling, instead of indices");
 }
 
 }  // namespace
+
+bool pool2d_window_codes(const Pool2dParams& q) { return pool_tiles(q) && q.kh == 2 && q.kw == 2; }
 
 void pool2d(PoolOp op, const PoolArgs& a) {
   check(op, a);
@@ -86,7 +91,7 @@ void pool2d(PoolOp op, const PoolArgs& a) {
     throw std::runtime_error("fusekit was built without CUDA kernels");
 #endif
   }
-  if ((op == PoolOp::MaxForward || op == PoolOp::MaxBackward) && pool_tiles(a.q) && a.q.kh == 2 && a.q.kw == 2) {
+  if ((op == PoolOp::MaxForward || op == PoolOp::MaxBackward) && pool2d_window_codes(a.q)) {
     const bool fwd = op == PoolOp::MaxForward;
     switch (cpu::detect_isa()) {
 #ifdef FK_HAVE_ISA_AVX512

@@ -2,56 +2,125 @@
 // branch-free row loop on local copies of the sizes, which GCC vectorizes (the generic
 // loop in pool_elems.h runs at one unpredictable branch per element on random data).
 // Same tie/NaN rule as max_window: the first maximum, the last NaN.
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
 #include "cpu/pool_kernels.h"
+#include "cpu/simd.h"
 #include "cpu/thread_pool.h"
 #include "fusekit/math/pool.h"
 
 namespace fusekit::cpu::FK_ISA {
 namespace {
 
-template <class S>
-void max2x2_plane(const S* __restrict in, S* __restrict out, int64_t* __restrict idx, int64_t w, int64_t oh,
-                  int64_t ow) {
+// The window code of a recorded value (flat index: relative to the window's first element).
+template <class I> inline int64_t window_code(I v, int64_t first, int64_t w) {
+  if constexpr (sizeof(I) == 1) {
+    (void)first, (void)w;
+    return v;
+  } else {
+    const int64_t off = v - first;
+    return off >= w ? 2 + (off - w) : off;
+  }
+}
+
+template <class S, class I>
+void max2x2_plane(const S* __restrict in, S* __restrict out, I* __restrict idx, int64_t w, int64_t oh, int64_t ow) {
   using A = compute_t<S>;
-  for (int64_t oy = 0; oy < oh; ++oy) {
-    const S* r0 = in + 2 * oy * w;
-    const S* r1 = r0 + w;
-    S* o = out + oy * ow;
-    int64_t* ix = idx + oy * ow;
-    const int64_t base = 2 * oy * w;
+  // Codes computed in lanes as wide as the values, then narrowed in a loop of their own: one
+  // loop with byte stores vectorizes 64 outputs at a time and leaves rows of 16 scalar.
+  using Code = std::conditional_t<sizeof(I) == 1, std::conditional_t<sizeof(A) == 8, int64_t, int32_t>, int64_t>;
+  constexpr int64_t kRun = 256;
+  Code codes[kRun];
+  for (int64_t oy = 0; oy < oh; ++oy)
+    for (int64_t x0 = 0; x0 < ow; x0 += kRun) {
+      const int64_t x1 = std::min(ow, x0 + kRun), base = 2 * oy * w;
+      const S* r0 = in + base;
+      const S* r1 = r0 + w;
+      S* o = out + oy * ow;
+      I* ix = idx + oy * ow;
 #pragma GCC ivdep
-    for (int64_t ox = 0; ox < ow; ++ox) {
-      const A a = load(r0, 2 * ox), b = load(r0, 2 * ox + 1), c = load(r1, 2 * ox), d = load(r1, 2 * ox + 1);
-      A best = a;
-      int64_t off = 0;
-      max_step(b, 1, best, off);
-      max_step(c, w, best, off);
-      max_step(d, w + 1, best, off);
-      store(o, ox, best);
-      ix[ox] = base + 2 * ox + off;
+      for (int64_t ox = x0; ox < x1; ++ox) {
+        const A a = load(r0, 2 * ox), b = load(r0, 2 * ox + 1), c = load(r1, 2 * ox), d = load(r1, 2 * ox + 1);
+        A best = a;
+        Code code = 0;
+        max_step(b, Code(1), best, code);
+        max_step(c, Code(2), best, code);
+        max_step(d, Code(3), best, code);
+        store(o, ox, best);
+        if constexpr (sizeof(I) == 1) codes[ox - x0] = code;
+        else ix[ox] = base + 2 * ox + (code >> 1) * w + (code & 1);
+      }
+      if constexpr (sizeof(I) == 1)
+        for (int64_t ox = x0; ox < x1; ++ox) ix[ox] = static_cast<I>(codes[ox - x0]);
     }
+}
+
+// Lane masks interleaving two vectors: lo = a0 b0 a1 b1 .., hi = the same from the upper halves.
+template <class M, size_t... L> constexpr M interleave_mask(bool hi, std::index_sequence<L...>) {
+  constexpr int64_t W = sizeof...(L);
+  return M{static_cast<typename std::remove_reference_t<decltype(M{}[0])>>((L % 2 ? W : 0) + (hi ? W / 2 : 0) + L / 2)...};
+}
+
+// 2x2 backward of outputs [0, n) of one row (n a multiple of the vector width), float or double:
+// the four gradient rows' lanes selected by code, then interleaved into the two input rows.
+// GCC's own vectorization of the scalar loop needs 32 outputs at a time; pooled rows of 16 are common.
+template <class A, class Code>
+void max2x2_bwd_vec(const A* g, const Code* codes, A* r0, A* r1, int64_t n) {
+  using V = Vec<A>;
+  constexpr int W = kW<A>;
+  typedef Code VC __attribute__((vector_size(kVB)));
+  static_assert(sizeof(VC) == sizeof(V));
+  constexpr VC lo = interleave_mask<VC>(false, std::make_index_sequence<W>{});
+  constexpr VC hi = interleave_mask<VC>(true, std::make_index_sequence<W>{});
+  const V zero = V{};
+  for (int64_t ox = 0; ox < n; ox += W) {
+    const V v = loadv(g + ox);
+    VC c;
+    std::memcpy(&c, codes + ox, sizeof c);
+    const V a0 = c == 0 ? v : zero, a1 = c == 1 ? v : zero, a2 = c == 2 ? v : zero, a3 = c == 3 ? v : zero;
+    storev(r0 + 2 * ox, __builtin_shuffle(a0, a1, lo));
+    storev(r0 + 2 * ox + W, __builtin_shuffle(a0, a1, hi));
+    storev(r1 + 2 * ox, __builtin_shuffle(a2, a3, lo));
+    storev(r1 + 2 * ox + W, __builtin_shuffle(a2, a3, hi));
   }
 }
 
 // Backward: every input of a 2x2 tile gets its window's gradient or 0, written in one pass.
-template <class S>
-void max2x2_bwd_plane(const S* __restrict gout, const int64_t* __restrict idx, S* __restrict gin, int64_t h,
-                      int64_t w, int64_t oh, int64_t ow) {
+// The window codes are first decoded into lanes as wide as the values (see the forward).
+template <class S, class I>
+void max2x2_bwd_plane(const S* __restrict gout, const I* __restrict idx, S* __restrict gin, int64_t h, int64_t w,
+                      int64_t oh, int64_t ow) {
   using A = compute_t<S>;
+  using Code = std::conditional_t<sizeof(A) == 8, int64_t, int32_t>;
+  constexpr int64_t kRun = 256;
+  Code codes[kRun];
   for (int64_t oy = 0; oy < oh; ++oy) {
     const int64_t base = 2 * oy * w;
     S* r0 = gin + base;
     S* r1 = r0 + w;
     const S* g = gout + oy * ow;
-    const int64_t* ix = idx + oy * ow;
+    const I* ix = idx + oy * ow;
+    for (int64_t x0 = 0; x0 < ow; x0 += kRun) {
+      const int64_t x1 = std::min(ow, x0 + kRun);
+      for (int64_t ox = x0; ox < x1; ++ox) codes[ox - x0] = static_cast<Code>(window_code<I>(ix[ox], base + 2 * ox, w));
+      int64_t ox = x0;
+      if constexpr (std::is_same_v<S, A> && kVB >= 32) {
+        const int64_t n = (x1 - x0) / kW<A> * kW<A>;
+        max2x2_bwd_vec<A, Code>(g + x0, codes, r0 + 2 * x0, r1 + 2 * x0, n);
+        ox += n;
+      }
 #pragma GCC ivdep
-    for (int64_t ox = 0; ox < ow; ++ox) {
-      const A v = load(g, ox);
-      const int64_t off = ix[ox] - base - 2 * ox;
-      store(r0, 2 * ox, off == 0 ? v : A(0));
-      store(r0, 2 * ox + 1, off == 1 ? v : A(0));
-      store(r1, 2 * ox, off == w ? v : A(0));
-      store(r1, 2 * ox + 1, off == w + 1 ? v : A(0));
+      for (; ox < x1; ++ox) {
+        const A v = load(g, ox);
+        const Code code = codes[ox - x0];
+        store(r0, 2 * ox, code == 0 ? v : A(0));
+        store(r0, 2 * ox + 1, code == 1 ? v : A(0));
+        store(r1, 2 * ox, code == 2 ? v : A(0));
+        store(r1, 2 * ox + 1, code == 3 ? v : A(0));
+      }
     }
     for (int64_t x = 2 * ow; x < w; ++x) {  // odd width: the last column is in no window
       store(r0, x, A(0));
@@ -77,8 +146,10 @@ void max_pool_2x2_backward(const PoolArgs& a) {
   const Pool2dParams q = a.q;
   for_each_plane(a, [&](auto s, int64_t i, int64_t o) {
     using S = decltype(s);
-    max2x2_bwd_plane(reinterpret_cast<const S*>(a.grad_out) + o, reinterpret_cast<const int64_t*>(a.indices) + o,
-                     reinterpret_cast<S*>(a.grad_in) + i, q.h, q.w, q.oh, q.ow);
+    const S* g = reinterpret_cast<const S*>(a.grad_out) + o;
+    S* gin = reinterpret_cast<S*>(a.grad_in) + i;
+    if (a.window_codes) max2x2_bwd_plane(g, reinterpret_cast<const uint8_t*>(a.window_codes) + o, gin, q.h, q.w, q.oh, q.ow);
+    else max2x2_bwd_plane(g, reinterpret_cast<const int64_t*>(a.indices) + o, gin, q.h, q.w, q.oh, q.ow);
   });
 }
 
@@ -86,8 +157,10 @@ void max_pool_2x2(const PoolArgs& a) {
   const Pool2dParams q = a.q;
   for_each_plane(a, [&](auto s, int64_t i, int64_t o) {
     using S = decltype(s);
-    max2x2_plane(reinterpret_cast<const S*>(a.in) + i, reinterpret_cast<S*>(a.out) + o,
-                 reinterpret_cast<int64_t*>(a.indices) + o, q.w, q.oh, q.ow);
+    const S* in = reinterpret_cast<const S*>(a.in) + i;
+    S* out = reinterpret_cast<S*>(a.out) + o;
+    if (a.window_codes) max2x2_plane(in, out, reinterpret_cast<uint8_t*>(a.window_codes) + o, q.w, q.oh, q.ow);
+    else max2x2_plane(in, out, reinterpret_cast<int64_t*>(a.indices) + o, q.w, q.oh, q.ow);
   });
 }
 

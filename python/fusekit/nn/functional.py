@@ -41,8 +41,7 @@ def max_pool2d(input: torch.Tensor, kernel_size, stride=None, padding=0, dilatio
     """torch.nn.functional.max_pool2d: same values and the same indices (ties take the first
     maximum in the window, NaN propagates as in torch)."""
     q = _pool.params(input, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
-    out, idx = _pool.MaxPool2dFn.apply(input, q)
-    return (out, idx) if return_indices else out
+    return _pool.max_pool(input, q, return_indices)
 
 
 def avg_pool2d(input: torch.Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,

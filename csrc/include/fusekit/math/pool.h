@@ -24,9 +24,10 @@ FK_HOST_DEVICE int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p
   return out;
 }
 
-// One step of torch's max scan `val > max || isnan(val)`, branch-free so CPU loops vectorize.
-template <class A>
-FK_HOST_DEVICE void max_step(A v, int64_t e, A& best, int64_t& arg) {
+// One step of torch's max scan `val > max || isnan(val)`, branch-free so CPU loops vectorize
+// (an index type I as wide as A keeps them in one vector width).
+template <class A, class I>
+FK_HOST_DEVICE void max_step(A v, I e, A& best, I& arg) {
   const bool take = v > best || v != v;
   best = take ? v : best;
   arg = take ? e : arg;
