@@ -194,7 +194,8 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("conv", &ConvPoolArgs::conv)
       .def_readwrite("pool", &ConvPoolArgs::pool)
       .def_readwrite("out", &ConvPoolArgs::out)
-      .def_readwrite("indices", &ConvPoolArgs::indices);
+      .def_readwrite("indices", &ConvPoolArgs::indices)
+      .def_readwrite("window_codes", &ConvPoolArgs::window_codes);
   m.def("conv_relu_maxpool_forward", &conv_relu_maxpool_forward, py::arg("args"),
         py::call_guard<py::gil_scoped_release>());
   m.def("advise_huge_pages", &cpu::advise_huge_pages, py::arg("ptr"), py::arg("nbytes"));

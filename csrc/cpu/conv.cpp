@@ -14,6 +14,7 @@
 #include "fusekit/conv_args.h"
 #include "fusekit/conv_elems.h"
 #include "fusekit/math/pool.h"
+#include "fusekit/pool_args.h"
 
 namespace fusekit {
 
@@ -107,6 +108,7 @@ template <class S> void conv_relu_maxpool(const ConvPoolArgs& a) {
   const S* b = reinterpret_cast<const S*>(a.conv.bias);
   S* out = reinterpret_cast<S*>(a.out);
   int64_t* idx = reinterpret_cast<int64_t*>(a.indices);
+  uint8_t* codes = reinterpret_cast<uint8_t*>(a.window_codes);
   const int64_t plane = q.oh * q.ow, pooled = pq.oh * pq.ow;
   auto task = [&](int64_t t) {
     const int64_t n = t / q.co, oc = t % q.co;
@@ -118,7 +120,8 @@ template <class S> void conv_relu_maxpool(const ConvPoolArgs& a) {
         A best = A(0);
         const int64_t arg = max_window<A>(pq, oy, ox, [&](int64_t i) { return acc[i]; }, best);
         store(out + t * pooled, oy * pq.ow + ox, best);
-        idx[t * pooled + oy * pq.ow + ox] = arg;
+        if (codes) codes[t * pooled + oy * pq.ow + ox] = static_cast<uint8_t>((arg / q.ow - 2 * oy) * 2 + arg % q.ow - 2 * ox);
+        else idx[t * pooled + oy * pq.ow + ox] = arg;
       }
   };
   cpu::parallel_for(a.conv.num_threads, q.n * q.co, task);
@@ -146,7 +149,9 @@ template <class S> void conv_relu_maxpool(const ConvPoolArgs& a) {
 
 void conv_relu_maxpool_forward(const ConvPoolArgs& a) {
   check(a.conv, false);
-  if (!a.out || !a.indices) throw std::invalid_argument("null data pointer");
+  if (!a.out || (!a.indices == !a.window_codes)) throw std::invalid_argument("null data pointer");
+  if (a.window_codes && !pool2d_window_codes(a.pool))
+    throw std::invalid_argument("window_codes: only for a 2x2/2 pool, instead of indices");
   const Pool2dParams& pq = a.pool;
   if (pq.n != a.conv.q.n || pq.c != a.conv.q.co || pq.h != a.conv.q.oh || pq.w != a.conv.q.ow)
     throw std::invalid_argument("pooling input must be the convolution output");

@@ -4,6 +4,7 @@
 // Weight gradient: dw[m][k] = sum_j g[m][j] * col[k][j] summed in order within fixed column
 // chunks whose partials are then added in chunk order: bitwise independent of threads.
 #include <cstring>
+#include <type_traits>
 #include <memory>
 
 #include "cpu/conv_gemm.h"
@@ -423,6 +424,34 @@ template <class S> void bias_grad(const ConvArgs& a) {
   parallel_for(a.num_threads, q.co, task);
 }
 
+// relu(z + b) max-pooled 2x2/2 from rows of stride ld_row into out, with window codes: one
+// branch-free pass (codes in lanes as wide as the values, then narrowed; see pool_isa.cpp).
+// relu(max) picks torch's element too: equal values tie the same way, and a window whose
+// maximum is <= 0 pools to 0 with a zero gradient whichever element it names.
+template <class S, class A>
+void relu_pool_2x2(const A* z, int64_t ld_row, A b, int64_t oh, int64_t ow, S* out, uint8_t* codes) {
+  using Code = std::conditional_t<sizeof(A) == 8, int64_t, int32_t>;
+  constexpr int64_t kRun = 256;
+  Code run[kRun];
+  for (int64_t oy = 0; oy < oh; ++oy)
+    for (int64_t x0 = 0; x0 < ow; x0 += kRun) {
+      const int64_t x1 = std::min(ow, x0 + kRun);
+      const A* r0 = z + 2 * oy * ld_row;
+      const A* r1 = r0 + ld_row;
+      for (int64_t ox = x0; ox < x1; ++ox) {
+        auto relu = [&](A v) { v = v + b; return v < A(0) ? A(0) : v; };  // NaN stays NaN, as torch.relu
+        A best = relu(r0[2 * ox]);
+        Code code = 0;
+        max_step(relu(r0[2 * ox + 1]), Code(1), best, code);
+        max_step(relu(r1[2 * ox]), Code(2), best, code);
+        max_step(relu(r1[2 * ox + 1]), Code(3), best, code);
+        store(out, oy * ow + ox, best);
+        run[ox - x0] = code;
+      }
+      for (int64_t ox = x0; ox < x1; ++ox) codes[oy * ow + ox] = static_cast<uint8_t>(run[ox - x0]);
+    }
+}
+
 // max_pool(relu(conv + b)): one task per (image, group) convolves the whole image into a
 // per-thread buffer (row stride ld_row), then rectifies and pools from there.
 template <class S> void fused_block(const ConvPoolArgs& a) {
@@ -440,8 +469,12 @@ template <class S> void fused_block(const ConvPoolArgs& a) {
   const ShiftPlan sp = shift_plan(c, g.oh);
   const auto off = shifted ? shift_offsets(c, sp) : nullptr;
   const int64_t ld_row = shifted ? sp.wp : g.ow, ld = round_up(g.oh * ld_row, NR);
+  // The pooling over the buffer: windows indexed at row stride ld_row (no division per element).
+  Pool2dParams bq = pq;
+  bq.w = ld_row;
   S* out = reinterpret_cast<S*>(a.out);
   int64_t* idx = reinterpret_cast<int64_t*>(a.indices);
+  uint8_t* codes = reinterpret_cast<uint8_t*>(a.window_codes);
   auto task = [&](int64_t t) {
     const int64_t n = t / q.groups, gi = t % q.groups;
     A* buf = scratch<A>(1, round_up(m, kMR) * ld);
@@ -451,20 +484,22 @@ template <class S> void fused_block(const ConvPoolArgs& a) {
     if (shifted) shift_block(c, sp, off.get(), gi, n, 0, g.oh, keep);
     else conv_block(c, gi, n * g.plane(), g.plane(), keep);
     for (int64_t i = 0; i < m; ++i) {
-      const int64_t ch = gi * m + i;
+      const int64_t ch = gi * m + i, o = (n * q.co + ch) * pooled;
       A* z = buf + i * ld;
       const A b = bias ? static_cast<A>(load(bias, ch)) : A(0);
+      if (codes) {
+        relu_pool_2x2(z, ld_row, b, pq.oh, pq.ow, out + o, codes + o);
+        continue;
+      }
       for (int64_t e = 0; e < g.oh * ld_row; ++e) {
         const A v = z[e] + b;
         z[e] = v < A(0) ? A(0) : v;  // relu; NaN stays NaN, as torch.relu
       }
-      const int64_t o = (n * q.co + ch) * pooled;
       for (int64_t oy = 0; oy < pq.oh; ++oy)
         for (int64_t ox = 0; ox < pq.ow; ++ox) {
           A best = A(0);
-          // max_window's index is y * w + x with w = conv width; read the buffer at row stride ld_row
-          const int64_t arg = max_window<A>(pq, oy, ox, [&](int64_t e) { return z[e / g.ow * ld_row + e % g.ow]; }, best);
-          idx[o + oy * pq.ow + ox] = arg;
+          const int64_t arg = max_window<A>(bq, oy, ox, [&](int64_t e) { return z[e]; }, best);
+          idx[o + oy * pq.ow + ox] = arg / ld_row * g.ow + arg % ld_row;  // index in the conv plane
           store(out, o + oy * pq.ow + ox, best);
         }
     }

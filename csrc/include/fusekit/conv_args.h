@@ -32,6 +32,8 @@ struct ConvPoolArgs {
   Pool2dParams pool;
   uintptr_t out = 0;      // pooled output, conv dtype
   uintptr_t indices = 0;  // int64 argmax within each conv-output plane
+  // Instead of indices for a 2x2/2 pool (pool2d_window_codes): uint8 dy * 2 + dx per output.
+  uintptr_t window_codes = 0;
 };
 void conv_relu_maxpool_forward(const ConvPoolArgs& args);
 

@@ -128,27 +128,34 @@ class ConvReLUMaxPoolFn(torch.autograd.Function):
         xc, wc = x.contiguous(), weight.contiguous()
         shape = (*x.shape[:-3], q.co, pq.oh, pq.ow)
         out = new_output(shape, x)
-        idx = new_output(shape, x, torch.int64)
         a = _C.ConvPoolArgs()
         conv = _args(q, x)
         conv.input, conv.weight = xc.data_ptr(), wc.data_ptr()
         if bias is not None:
             bc = bias.contiguous()
             conv.bias = bc.data_ptr()
-        a.conv, a.pool, a.out, a.indices = conv, pq, out.data_ptr(), idx.data_ptr()
+        a.conv, a.pool, a.out = conv, pq, out.data_ptr()
+        # 2x2/2 pools save a byte per output (the maximum's place in its window), others int64 indices
+        codes = _C.pool2d_window_codes(pq)
+        arg = new_output(shape, x, torch.uint8 if codes else torch.int64)
+        if codes:
+            a.window_codes = arg.data_ptr()
+        else:
+            a.indices = arg.data_ptr()
         _C.conv_relu_maxpool_forward(a)
-        ctx.q, ctx.pq, ctx.has_bias = q, pq, bias is not None
-        ctx.save_for_backward(xc, wc, out, idx)
+        ctx.q, ctx.pq, ctx.has_bias, ctx.codes = q, pq, bias is not None, codes
+        ctx.save_for_backward(xc, wc, out, arg)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         from . import _pool
 
-        xc, wc, out, idx = ctx.saved_tensors
+        xc, wc, out, arg = ctx.saved_tensors
         g = torch.where(out > 0, grad_out, torch.zeros_like(grad_out)).contiguous()
         gconv = new_output((*xc.shape[:-3], ctx.q.co, ctx.q.oh, ctx.q.ow), g)
-        _pool.run(_pool.MAX_BWD, ctx.pq, grad_out=g, indices=idx, grad_in=gconv)
+        saved = {"window_codes" if ctx.codes else "indices": arg}
+        _pool.run(_pool.MAX_BWD, ctx.pq, grad_out=g, grad_in=gconv, **saved)
         gx, gw, gb, _ = Conv2dFn.backward(_Saved(ctx, xc, wc), gconv)
         return gx, gw, gb, None, None
 
