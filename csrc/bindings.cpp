@@ -161,6 +161,7 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("out", &PoolArgs::out)
       .def_readwrite("indices", &PoolArgs::indices)
       .def_readwrite("window_codes", &PoolArgs::window_codes)
+      .def_readwrite("channels_last", &PoolArgs::channels_last)
       .def_readwrite("grad_out", &PoolArgs::grad_out)
       .def_readwrite("grad_in", &PoolArgs::grad_in);
   py::class_<Conv2dParams>(m, "Conv2dParams")

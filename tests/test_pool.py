@@ -88,6 +88,39 @@ def test_avg_pool2d_matches_torch(kw, shape, dtype, device):
     check(lambda t: F.avg_pool2d(t, **kw), lambda t: torch.nn.functional.avg_pool2d(t, **kw), x, False)
 
 
+@pytest.mark.parametrize("kw", MAX_CASES, ids=case_id)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_last_max_pool2d_matches_torch(kw, dtype, device):
+    """channels_last runs natively on the CPU (channels innermost): every window option, 300
+    channels (more than one run of 256), ties and NaN; indices, values, strides, gradients."""
+    x = torch.randint(0, 4, (2, 300, 9, 11), generator=torch.Generator().manual_seed(0)).to(dtype)
+    x.view(-1)[::13] = math.nan
+    x = x.to(device).contiguous(memory_format=torch.channels_last)
+    for want_idx in (True, False):
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        a = F.max_pool2d(xa, return_indices=want_idx, **kw)
+        b = torch.nn.functional.max_pool2d(xb, return_indices=want_idx, **kw)
+        if want_idx:
+            (a, ia), (b, ib) = a, b
+            assert torch.equal(ia, ib) and ia.stride() == ib.stride()
+        torch.testing.assert_close(a, b, equal_nan=True, rtol=0, atol=0)
+        assert a.stride() == b.stride()
+        gy = torch.randn(a.shape, generator=torch.Generator().manual_seed(1)).to(dtype).to(device)
+        (ga,), (gb,) = torch.autograd.grad(a, xa, gy), torch.autograd.grad(b, xb, gy)
+        xd = x.double().requires_grad_()
+        d = torch.nn.functional.max_pool2d(xd, **kw)
+        (gd,) = torch.autograd.grad(d, xd, gy.double())
+        close_or_better(ga, gb, gd)
+        assert ga.stride() == gb.stride()
+
+
+@pytest.mark.parametrize("kw", AVG_CASES, ids=case_id)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_last_avg_pool2d_matches_torch(kw, dtype, device):
+    x = inputs((2, 300, 9, 11), dtype, device).contiguous(memory_format=torch.channels_last)
+    check(lambda t: F.avg_pool2d(t, **kw), lambda t: torch.nn.functional.avg_pool2d(t, **kw), x, False)
+
+
 @pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced"])
 def test_memory_formats_and_views(layout, device):
     x = inputs((2, 6, 10, 12), torch.float32, device)

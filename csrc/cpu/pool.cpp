@@ -74,8 +74,9 @@ void check(PoolOp op, const PoolArgs& a) {
   if (q.n * q.c > 0 && ((fwd && (!a.in || !a.out)) || (!fwd && (!a.grad_out || !a.grad_in)) ||
                         (max && !a.indices && !a.window_codes)))
     throw std::invalid_argument("null data pointer");
-  if (a.window_codes && (!max || a.indices || a.device >= 0 || !pool2d_window_codes(q)))
-    throw std::invalid_argument("window_codes: only for CPU 2x2/2 max pooling, instead of indices");
+  if (a.window_codes && (!max || a.indices || a.device >= 0 || a.channels_last || !pool2d_window_codes(q)))
+    throw std::invalid_argument("window_codes: only for CPU NCHW 2x2/2 max pooling, instead of indices");
+  if (a.channels_last && a.device >= 0) throw std::invalid_argument("channels_last: CPU kernels only");
 }
 
 }  // namespace
@@ -90,6 +91,17 @@ void pool2d(PoolOp op, const PoolArgs& a) {
 #else
     throw std::runtime_error("fusekit was built without CUDA kernels");
 #endif
+  }
+  if (a.channels_last) {
+    switch (cpu::detect_isa()) {
+#ifdef FK_HAVE_ISA_AVX512
+      case cpu::Isa::Avx512: return cpu::avx512::pool_nhwc(op, a);
+#endif
+#ifdef FK_HAVE_ISA_AVX2
+      case cpu::Isa::Avx2: return cpu::avx2::pool_nhwc(op, a);
+#endif
+      default: return cpu::scalar::pool_nhwc(op, a);
+    }
   }
   if ((op == PoolOp::MaxForward || op == PoolOp::MaxBackward) && pool2d_window_codes(a.q)) {
     const bool fwd = op == PoolOp::MaxForward;

@@ -1,4 +1,4 @@
-// Pooling kernels built once per ISA (pool_isa.cpp); pool.cpp picks one at run time.
+// Pooling kernels built once per ISA (pool_isa.cpp, pool_nhwc_isa.cpp); pool.cpp picks one at run time.
 #pragma once
 #include "fusekit/pool_args.h"
 
@@ -8,6 +8,7 @@ namespace fusekit::cpu {
   namespace ns {                \
   void max_pool_2x2(const PoolArgs& args);          \
   void max_pool_2x2_backward(const PoolArgs& args); \
+  void pool_nhwc(PoolOp op, const PoolArgs& args);  \
   }
 FK_DECLARE_POOL_ISA(scalar)
 FK_DECLARE_POOL_ISA(avx2)

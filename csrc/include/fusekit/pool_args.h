@@ -9,6 +9,9 @@ namespace fusekit {
 
 struct PoolArgs {
   int device = -1;
+  // CPU only: every tensor is NHWC (channels_last) instead of NCHW; indices keep torch's
+  // per-plane values y * w + x.
+  bool channels_last = false;
   uintptr_t stream = 0;
   int num_threads = 1;
   DType dtype = DType::Float32;

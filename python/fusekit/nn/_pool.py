@@ -60,9 +60,11 @@ def _C_out(n, k, s, p, d, ceil):
     return out
 
 
-def run(op: int, q, x=None, out=None, indices=None, grad_out=None, grad_in=None, window_codes=None):
+def run(op: int, q, x=None, out=None, indices=None, grad_out=None, grad_in=None, window_codes=None,
+        channels_last=False):
     a = set_launch(_C.PoolArgs(), x if x is not None else grad_out)
     a.q = q
+    a.channels_last = channels_last
     for name, t in (("input", x), ("out", out), ("indices", indices), ("grad_out", grad_out), ("grad_in", grad_in),
                     ("window_codes", window_codes)):
         if t is not None:
@@ -70,10 +72,25 @@ def run(op: int, q, x=None, out=None, indices=None, grad_out=None, grad_in=None,
     _C.pool2d(op, a)
 
 
-def _like_input(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """torch returns channels_last outputs for channels_last 4-D inputs. (The kernels run
-    on NCHW: channels_last inputs are converted, not yet processed natively.)"""
-    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+class _Layout:
+    """How a pooling call lays out its tensors: the CPU kernels run channels_last (4-D) inputs
+    natively in NHWC; CUDA converts them to NCHW and back (torch returns channels_last then)."""
+
+    def __init__(self, x):
+        self.cl = is_channels_last(x)
+        self.native = self.cl and not x.is_cuda
+        self.fmt = torch.channels_last if self.native else torch.contiguous_format
+
+    def dense(self, t):
+        return t.contiguous(memory_format=self.fmt)
+
+    def new(self, shape, like, dtype=None):
+        if self.native:
+            return torch.empty(shape, dtype=dtype or like.dtype, device=like.device, memory_format=torch.channels_last)
+        return new_output(shape, like, dtype)
+
+    def result(self, y):
+        return y.contiguous(memory_format=torch.channels_last) if self.cl and not self.native else y
 
 
 class MaxPool2dFn(torch.autograd.Function):
@@ -81,36 +98,34 @@ class MaxPool2dFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, q):
-        xc = x.contiguous()
+        lay = _Layout(x)
         shape = (*x.shape[:-2], q.oh, q.ow)
-        out = new_output(shape, x)
-        idx = new_output(shape, x, torch.int64)
-        run(MAX_FWD, q, x=xc, out=out, indices=idx)
-        ctx.q, ctx.shape, ctx.cl = q, x.shape, is_channels_last(x)
+        out, idx = lay.new(shape, x), lay.new(shape, x, torch.int64)
+        run(MAX_FWD, q, x=lay.dense(x), out=out, indices=idx, channels_last=lay.native)
+        ctx.q, ctx.shape, ctx.lay = q, x.shape, lay
         ctx.save_for_backward(idx)
         ctx.mark_non_differentiable(idx)
-        return _like_input(out, ctx.cl), _like_input(idx, ctx.cl)
+        return lay.result(out), lay.result(idx)
 
     @staticmethod
     def backward(ctx, grad_out, _grad_idx):
         (idx,) = ctx.saved_tensors
-        return _max_backward(ctx, grad_out, indices=idx.contiguous()), None
+        return _max_backward(ctx, grad_out, indices=idx), None
 
 
 class MaxPool2dCodesFn(torch.autograd.Function):
-    """max_pool2d without indices on the CPU's 2x2/2 path: saves one byte per output (the
+    """max_pool2d without indices on the CPU's NCHW 2x2/2 path: saves one byte per output (the
     maximum's place in its window) for backward instead of an int64 index."""
 
     @staticmethod
     def forward(ctx, x, q):
-        xc = x.contiguous()
         shape = (*x.shape[:-2], q.oh, q.ow)
         out = new_output(shape, x)
         codes = new_output(shape, x, torch.uint8)
-        run(MAX_FWD, q, x=xc, out=out, window_codes=codes)
-        ctx.q, ctx.shape, ctx.cl = q, x.shape, is_channels_last(x)
+        run(MAX_FWD, q, x=x.contiguous(), out=out, window_codes=codes)
+        ctx.q, ctx.shape, ctx.lay = q, x.shape, _Layout(x)
         ctx.save_for_backward(codes)
-        return _like_input(out, ctx.cl)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -119,13 +134,14 @@ class MaxPool2dCodesFn(torch.autograd.Function):
 
 
 def _max_backward(ctx, grad_out, **saved):
-    gin = new_output(ctx.shape, grad_out)
-    run(MAX_BWD, ctx.q, grad_out=grad_out.contiguous(), grad_in=gin, **saved)
-    return _like_input(gin, ctx.cl)
+    lay = ctx.lay
+    gin = lay.new(ctx.shape, grad_out)
+    run(MAX_BWD, ctx.q, grad_out=lay.dense(grad_out), grad_in=gin, channels_last=lay.native, **saved)
+    return lay.result(gin)
 
 
 def max_pool(x, q, return_indices: bool):
-    if not return_indices and not x.is_cuda and _C.pool2d_window_codes(q):
+    if not return_indices and not x.is_cuda and not is_channels_last(x) and _C.pool2d_window_codes(q):
         return MaxPool2dCodesFn.apply(x, q)
     out, idx = MaxPool2dFn.apply(x, q)
     return (out, idx) if return_indices else out
@@ -134,14 +150,15 @@ def max_pool(x, q, return_indices: bool):
 class AvgPool2dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, q):
-        xc = x.contiguous()
-        out = new_output((*x.shape[:-2], q.oh, q.ow), x)
-        run(AVG_FWD, q, x=xc, out=out)
-        ctx.q, ctx.shape, ctx.cl = q, x.shape, is_channels_last(x)
-        return _like_input(out, ctx.cl)
+        lay = _Layout(x)
+        out = lay.new((*x.shape[:-2], q.oh, q.ow), x)
+        run(AVG_FWD, q, x=lay.dense(x), out=out, channels_last=lay.native)
+        ctx.q, ctx.shape, ctx.lay = q, x.shape, lay
+        return lay.result(out)
 
     @staticmethod
     def backward(ctx, grad_out):
-        gin = new_output(ctx.shape, grad_out)
-        run(AVG_BWD, ctx.q, grad_out=grad_out.contiguous(), grad_in=gin)
-        return _like_input(gin, ctx.cl), None
+        lay = ctx.lay
+        gin = lay.new(ctx.shape, grad_out)
+        run(AVG_BWD, ctx.q, grad_out=lay.dense(grad_out), grad_in=gin, channels_last=lay.native)
+        return lay.result(gin), None
