@@ -17,26 +17,19 @@ constexpr int64_t kRun = 256;  // channels per pass: the per-channel state lives
 template <class S> void max_fwd_pixel(const Pool2dParams& q, const S* in, S* out, int64_t* idx, int64_t oy, int64_t ox,
                                       int64_t c0, int64_t c1) {
   using A = compute_t<S>;
-  const int64_t C = q.c, y0 = oy * q.sh - q.ph, x0 = ox * q.sw - q.pw, n = c1 - c0;
+  const int64_t C = q.c, n = c1 - c0;
   A best[kRun];
   int64_t arg[kRun];
   bool have = false;
-  for (int64_t i = 0; i < q.kh; ++i) {
-    const int64_t y = y0 + i * q.dh;
-    if (y < 0 || y >= q.h) continue;
-    for (int64_t j = 0; j < q.kw; ++j) {
-      const int64_t x = x0 + j * q.dw;
-      if (x < 0 || x >= q.w) continue;
-      const int64_t e = y * q.w + x;
-      const S* src = in + e * C + c0;
-      if (!have) {
-        for (int64_t c = 0; c < n; ++c) best[c] = load(src, c), arg[c] = e;
-        have = true;
-      } else {
-        for (int64_t c = 0; c < n; ++c) max_step(static_cast<A>(load(src, c)), e, best[c], arg[c]);
-      }
+  for_each_window_elem(q, oy, ox, [&](int64_t e) {
+    const S* src = in + e * C + c0;
+    if (!have) {
+      for (int64_t c = 0; c < n; ++c) best[c] = load(src, c), arg[c] = e;
+      have = true;
+    } else {
+      for (int64_t c = 0; c < n; ++c) max_step(static_cast<A>(load(src, c)), e, best[c], arg[c]);
     }
-  }
+  });
   const int64_t o = (oy * q.ow + ox) * C + c0;
   for (int64_t c = 0; c < n; ++c) store(out, o + c, best[c]), idx[o + c] = arg[c];
 }

@@ -33,29 +33,38 @@ FK_HOST_DEVICE void max_step(A v, I e, A& best, I& arg) {
   arg = take ? e : arg;
 }
 
-// Max over a dilated window; returns the flat index h*W + w of the maximum: the first of
-// equal maxima, and the last NaN if any (torch's `val > max || isnan(val)` scan).
-template <class A, class Load>
-FK_HOST_DEVICE int64_t max_window(const Pool2dParams& q, int64_t oy, int64_t ox, Load load, A& best) {
+// Calls f(e) for the flat index e = y*W + x of each element of a dilated window inside the
+// input, row by row: the scan order of max pooling.
+template <class F>
+FK_HOST_DEVICE void for_each_window_elem(const Pool2dParams& q, int64_t oy, int64_t ox, F f) {
   const int64_t y0 = oy * q.sh - q.ph, x0 = ox * q.sw - q.pw;
-  int64_t arg = -1;
-  bool have = false;
   for (int64_t i = 0; i < q.kh; ++i) {
     const int64_t y = y0 + i * q.dh;
     if (y < 0 || y >= q.h) continue;
     for (int64_t j = 0; j < q.kw; ++j) {
       const int64_t x = x0 + j * q.dw;
       if (x < 0 || x >= q.w) continue;
-      const A v = load(y * q.w + x);
-      if (!have) {
-        best = v;
-        arg = y * q.w + x;
-        have = true;
-      } else {
-        max_step(v, y * q.w + x, best, arg);
-      }
+      f(y * q.w + x);
     }
   }
+}
+
+// Max over a dilated window; returns the flat index h*W + w of the maximum: the first of
+// equal maxima, and the last NaN if any (torch's `val > max || isnan(val)` scan).
+template <class A, class Load>
+FK_HOST_DEVICE int64_t max_window(const Pool2dParams& q, int64_t oy, int64_t ox, Load load, A& best) {
+  int64_t arg = -1;
+  bool have = false;
+  for_each_window_elem(q, oy, ox, [&](int64_t e) {
+    const A v = load(e);
+    if (!have) {
+      best = v;
+      arg = e;
+      have = true;
+    } else {
+      max_step(v, e, best, arg);
+    }
+  });
   return arg;
 }
 
