@@ -4,11 +4,11 @@
 // Weight gradient: dw[m][k] = sum_j g[m][j] * col[k][j] summed in order within fixed column
 // chunks whose partials are then added in chunk order: bitwise independent of threads.
 #include <cstring>
-#include <type_traits>
 #include <memory>
 
 #include "cpu/conv_gemm.h"
 #include "cpu/conv_pack.h"
+#include "cpu/pool_2x2.h"
 #include "cpu/simd.h"
 #include "cpu/thread_pool.h"
 #include "fusekit/math/pool.h"
@@ -424,34 +424,6 @@ template <class S> void bias_grad(const ConvArgs& a) {
   parallel_for(a.num_threads, q.co, task);
 }
 
-// relu(z + b) max-pooled 2x2/2 from rows of stride ld_row into out, with window codes: one
-// branch-free pass (codes in lanes as wide as the values, then narrowed; see pool_isa.cpp).
-// relu(max) picks torch's element too: equal values tie the same way, and a window whose
-// maximum is <= 0 pools to 0 with a zero gradient whichever element it names.
-template <class S, class A>
-void relu_pool_2x2(const A* z, int64_t ld_row, A b, int64_t oh, int64_t ow, S* out, uint8_t* codes) {
-  using Code = std::conditional_t<sizeof(A) == 8, int64_t, int32_t>;
-  constexpr int64_t kRun = 256;
-  Code run[kRun];
-  for (int64_t oy = 0; oy < oh; ++oy)
-    for (int64_t x0 = 0; x0 < ow; x0 += kRun) {
-      const int64_t x1 = std::min(ow, x0 + kRun);
-      const A* r0 = z + 2 * oy * ld_row;
-      const A* r1 = r0 + ld_row;
-      for (int64_t ox = x0; ox < x1; ++ox) {
-        auto relu = [&](A v) { v = v + b; return v < A(0) ? A(0) : v; };  // NaN stays NaN, as torch.relu
-        A best = relu(r0[2 * ox]);
-        Code code = 0;
-        max_step(relu(r0[2 * ox + 1]), Code(1), best, code);
-        max_step(relu(r1[2 * ox]), Code(2), best, code);
-        max_step(relu(r1[2 * ox + 1]), Code(3), best, code);
-        store(out, oy * ow + ox, best);
-        run[ox - x0] = code;
-      }
-      for (int64_t ox = x0; ox < x1; ++ox) codes[oy * ow + ox] = static_cast<uint8_t>(run[ox - x0]);
-    }
-}
-
 // max_pool(relu(conv + b)): one task per (image, group) convolves the whole image into a
 // per-thread buffer (row stride ld_row), then rectifies and pools from there.
 template <class S> void fused_block(const ConvPoolArgs& a) {
@@ -487,14 +459,12 @@ template <class S> void fused_block(const ConvPoolArgs& a) {
       const int64_t ch = gi * m + i, o = (n * q.co + ch) * pooled;
       A* z = buf + i * ld;
       const A b = bias ? static_cast<A>(load(bias, ch)) : A(0);
-      if (codes) {
-        relu_pool_2x2(z, ld_row, b, pq.oh, pq.ow, out + o, codes + o);
+      const auto relu = [b](A v) { v = v + b; return v < A(0) ? A(0) : v; };  // NaN stays NaN, as torch.relu
+      if (codes) {  // torch's relu -> max_pool in one pass over the buffer
+        max2x2_rows(z, ld_row, out + o, codes + o, pq.oh, pq.ow, relu);
         continue;
       }
-      for (int64_t e = 0; e < g.oh * ld_row; ++e) {
-        const A v = z[e] + b;
-        z[e] = v < A(0) ? A(0) : v;  // relu; NaN stays NaN, as torch.relu
-      }
+      for (int64_t e = 0; e < g.oh * ld_row; ++e) z[e] = relu(z[e]);
       for (int64_t oy = 0; oy < pq.oh; ++oy)
         for (int64_t ox = 0; ox < pq.ow; ++ox) {
           A best = A(0);

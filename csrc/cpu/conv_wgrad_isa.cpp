@@ -18,7 +18,7 @@ namespace {
 
 template <class A> struct RowPlan {
   const A* in;  // image 0, channel 0
-  int64_t c, h, w, oh, ow, kh, kw, sh, ph, dh, m, K;
+  int64_t h, w, oh, kh, kw, sh, ph, dh, K;
   int64_t in_img, in_group;  // elements between images / between groups' first channels
   const TapLanes<A>* x;      // input columns of each (tap kx, output chunk)
 };
@@ -126,7 +126,7 @@ template <class A> void run(const ConvArgs& a) {
   const TapLanes<A> xl = tap_lanes<A>(q.ow, q.w, -q.pw, q.dw, q.kw), gl = tap_lanes<A>(q.ow, q.ow, 0, 0, 1);
   const int64_t nx = xl.nx;
   const A* gout = reinterpret_cast<const A*>(a.grad_out);
-  const RowPlan<A> p{reinterpret_cast<const A*>(a.input), c, q.h, q.w, q.oh, q.ow, q.kh, q.kw, q.sh, q.ph, q.dh, m, K,
+  const RowPlan<A> p{reinterpret_cast<const A*>(a.input), q.h, q.w, q.oh, q.kh, q.kw, q.sh, q.ph, q.dh, K,
                      q.ci * q.h * q.w, c * q.h * q.w, &xl};
   // Images per chunk, a function of the shape only: enough row vectors per tile (64) to
   // amortise the lane sums, and at most 4M partial elements.
@@ -135,7 +135,7 @@ template <class A> void run(const ConvArgs& a) {
   const int64_t chunks = (q.n + per - 1) / per;
   // Row blocks of the widest tile; the remainder m % R in power-of-two pieces.
   const int rmax = max_rows(static_cast<int>(std::min<int64_t>(q.kw, kMaxKX)));
-  const int64_t full = m / rmax, blocks = full + (m % rmax ? 1 : 0);
+  const int64_t blocks = (m + rmax - 1) / rmax;
   auto partial = std::unique_ptr<A[]>(new A[chunks * q.co * K]);
   auto task = [&](int64_t t) {
     const int64_t b = t % blocks, gi = t / blocks % q.groups, ch0 = t / (blocks * q.groups);

@@ -1,12 +1,12 @@
-// The 2x2 / stride-2 max-pool forward and backward (the common case), compiled once per ISA: a
-// branch-free row loop on local copies of the sizes, which GCC vectorizes (the generic
-// loop in pool_elems.h runs at one unpredictable branch per element on random data).
-// Same tie/NaN rule as max_window: the first maximum, the last NaN.
+// The 2x2 / stride-2 max-pool forward (pool_2x2.h) and backward (the common case), compiled once
+// per ISA: branch-free row loops, which vectorize (the generic loop in pool_elems.h runs at
+// one unpredictable branch per element on random data).
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
 #include <utility>
 
+#include "cpu/pool_2x2.h"
 #include "cpu/pool_kernels.h"
 #include "cpu/simd.h"
 #include "cpu/thread_pool.h"
@@ -24,38 +24,6 @@ template <class I> inline int64_t window_code(I v, int64_t first, int64_t w) {
     const int64_t off = v - first;
     return off >= w ? 2 + (off - w) : off;
   }
-}
-
-template <class S, class I>
-void max2x2_plane(const S* __restrict in, S* __restrict out, I* __restrict idx, int64_t w, int64_t oh, int64_t ow) {
-  using A = compute_t<S>;
-  // Codes computed in lanes as wide as the values, then narrowed in a loop of their own: one
-  // loop with byte stores vectorizes 64 outputs at a time and leaves rows of 16 scalar.
-  using Code = std::conditional_t<sizeof(I) == 1, std::conditional_t<sizeof(A) == 8, int64_t, int32_t>, int64_t>;
-  constexpr int64_t kRun = 256;
-  Code codes[kRun];
-  for (int64_t oy = 0; oy < oh; ++oy)
-    for (int64_t x0 = 0; x0 < ow; x0 += kRun) {
-      const int64_t x1 = std::min(ow, x0 + kRun), base = 2 * oy * w;
-      const S* r0 = in + base;
-      const S* r1 = r0 + w;
-      S* o = out + oy * ow;
-      I* ix = idx + oy * ow;
-#pragma GCC ivdep
-      for (int64_t ox = x0; ox < x1; ++ox) {
-        const A a = load(r0, 2 * ox), b = load(r0, 2 * ox + 1), c = load(r1, 2 * ox), d = load(r1, 2 * ox + 1);
-        A best = a;
-        Code code = 0;
-        max_step(b, Code(1), best, code);
-        max_step(c, Code(2), best, code);
-        max_step(d, Code(3), best, code);
-        store(o, ox, best);
-        if constexpr (sizeof(I) == 1) codes[ox - x0] = code;
-        else ix[ox] = base + 2 * ox + (code >> 1) * w + (code & 1);
-      }
-      if constexpr (sizeof(I) == 1)
-        for (int64_t ox = x0; ox < x1; ++ox) ix[ox] = static_cast<I>(codes[ox - x0]);
-    }
 }
 
 // Lane masks interleaving two vectors: lo = a0 b0 a1 b1 .., hi = the same from the upper halves.
@@ -159,8 +127,9 @@ void max_pool_2x2(const PoolArgs& a) {
     using S = decltype(s);
     const S* in = reinterpret_cast<const S*>(a.in) + i;
     S* out = reinterpret_cast<S*>(a.out) + o;
-    if (a.window_codes) max2x2_plane(in, out, reinterpret_cast<uint8_t*>(a.window_codes) + o, q.w, q.oh, q.ow);
-    else max2x2_plane(in, out, reinterpret_cast<int64_t*>(a.indices) + o, q.w, q.oh, q.ow);
+    const auto same = [](auto v) { return v; };
+    if (a.window_codes) max2x2_rows(in, q.w, out, reinterpret_cast<uint8_t*>(a.window_codes) + o, q.oh, q.ow, same);
+    else max2x2_rows(in, q.w, out, reinterpret_cast<int64_t*>(a.indices) + o, q.oh, q.ow, same);
   });
 }
 
