@@ -196,8 +196,12 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("pool", &ConvPoolArgs::pool)
       .def_readwrite("out", &ConvPoolArgs::out)
       .def_readwrite("indices", &ConvPoolArgs::indices)
-      .def_readwrite("window_codes", &ConvPoolArgs::window_codes);
+      .def_readwrite("window_codes", &ConvPoolArgs::window_codes)
+      .def_readwrite("grad_out", &ConvPoolArgs::grad_out)
+      .def_readwrite("grad_conv", &ConvPoolArgs::grad_conv);
   m.def("conv_relu_maxpool_forward", &conv_relu_maxpool_forward, py::arg("args"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("conv_relu_maxpool_backward", &conv_relu_maxpool_backward, py::arg("args"),
         py::call_guard<py::gil_scoped_release>());
   m.def("advise_huge_pages", &cpu::advise_huge_pages, py::arg("ptr"), py::arg("nbytes"));
   m.def("conv2d_forward", &conv2d_forward, py::arg("args"), py::call_guard<py::gil_scoped_release>());

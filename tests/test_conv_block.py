@@ -13,6 +13,7 @@ CASES = [
     ((2, 4, 11, 9), (6, 2, 3, 3), dict(stride=1, groups=2), 3, 2),
     ((1, 3, 10, 10), (5, 3, 3, 3), dict(padding=1, dilation=2), (2, 3), (2, 1)),
     ((2, 3, 13, 12), (4, 3, 3, 2), dict(stride=(2, 1), padding=1), 2, None),  # strided: im2col path
+    ((2, 2, 7, 70), (3, 2, 3, 3), dict(padding=1), 2, None),  # pooled rows of 35: vectors and a tail
 ]
 
 
@@ -21,7 +22,7 @@ def ids(c):
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_fused_block_matches_torch_sequence(case, dtype, device):
     check_case(case, dtype, device)
 
@@ -72,6 +73,56 @@ def test_relu_dead_windows_get_no_gradient():
     assert torch.equal(y, torch.zeros(1, 1, 2, 2))
     (gx,) = torch.autograd.grad(y.sum(), x)
     assert torch.equal(gx, torch.zeros_like(x))
+
+
+def test_nan_conv_output_passes_gradient_like_torch_relu():
+    # torch's relu backward gates on `out <= 0`, so a NaN maximum still gets its gradient; the
+    # bias gradient sums it (gating on `out > 0` drops it: checked, this test fails then).
+    x = torch.randn(2, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    x[0, 1, 3, 4] = float("nan")
+    w = torch.randn(3, 2, 3, 3, generator=torch.Generator().manual_seed(1))
+    b = torch.randn(3, generator=torch.Generator().manual_seed(2))
+    gy = torch.randn(2, 3, 3, 3, generator=torch.Generator().manual_seed(3))
+    got, want = [], []
+    for fn, res in ((lambda *t: F.conv_relu_max_pool2d(*t), got),
+                    (lambda *t: torch.nn.functional.max_pool2d(torch.relu(torch.nn.functional.conv2d(*t)), 2), want)):
+        ts = [t.clone().requires_grad_() for t in (x, w, b)]
+        y = fn(*ts)
+        res.append(y)
+        res.extend(torch.autograd.grad(y, ts, gy))
+    assert got[0].isnan().any() and got[3].isfinite().all()
+    for u, v in zip(got, want):
+        torch.testing.assert_close(u, v, equal_nan=True)
+
+
+@pytest.mark.parametrize("wanted", [(True, False, False), (False, True, False), (False, False, True),
+                                    (False, True, True)])
+def test_gradients_of_some_inputs_only(wanted):
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(2, 3, 10, 10, generator=g), torch.randn(4, 3, 3, 3, generator=g), torch.randn(4, generator=g)
+    gy = torch.randn(2, 4, 4, 4, generator=g)
+    ts = [t.clone().requires_grad_(r) for t, r in zip((x, w, b), wanted)]
+    refs = [t.clone().requires_grad_(r) for t, r in zip((x, w, b), wanted)]
+    got = torch.autograd.grad(F.conv_relu_max_pool2d(*ts), [t for t in ts if t.requires_grad], gy)
+    y = torch.nn.functional.max_pool2d(torch.relu(torch.nn.functional.conv2d(*refs)), 2)
+    want = torch.autograd.grad(y, [t for t in refs if t.requires_grad], gy)
+    for u, v in zip(got, want):
+        torch.testing.assert_close(u, v)
+
+
+@pytest.mark.parametrize("pool", [(2, None), (3, 2)])  # window codes / int64 indices
+def test_backward_bitwise_deterministic_across_threads(pool):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 3, 30, 30, generator=g, requires_grad=True)
+    w = torch.randn(12, 3, 5, 5, generator=g, requires_grad=True)
+    b = torch.randn(12, generator=g, requires_grad=True)
+    res = []
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        y = F.conv_relu_max_pool2d(x, w, b, pool_size=pool[0], pool_stride=pool[1])
+        res.append((y,) + torch.autograd.grad(y, (x, w, b), torch.cos(torch.arange(y.numel()).view(y.shape) * 1.0)))
+    for u, v in zip(*res):
+        assert torch.equal(u, v)
 
 
 def test_pool_larger_than_conv_output_is_an_error():

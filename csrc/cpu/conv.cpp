@@ -10,6 +10,7 @@
 
 #include "cpu/conv_gemm.h"
 #include "cpu/optim_job.h"
+#include "cpu/pool_kernels.h"
 #include "cpu/thread_pool.h"
 #include "fusekit/conv_args.h"
 #include "fusekit/conv_elems.h"
@@ -127,7 +128,7 @@ template <class S> void conv_relu_maxpool(const ConvPoolArgs& a) {
   cpu::parallel_for(a.conv.num_threads, q.n * q.co, task);
 }
 
-// Runs the GEMM kernel `fn` built for this CPU's ISA.
+// Runs the kernel `fn` built for this CPU's ISA.
 #define FK_CONV_ISA_CALL(fn, args)                                    \
   switch (cpu::detect_isa()) {                                        \
     FK_CONV_ISA_CASE_AVX512(fn, args)                                 \
@@ -145,19 +146,36 @@ template <class S> void conv_relu_maxpool(const ConvPoolArgs& a) {
 #define FK_CONV_ISA_CASE_AVX2(fn, args)
 #endif
 
-}  // namespace
-
-void conv_relu_maxpool_forward(const ConvPoolArgs& a) {
+void check_block(const ConvPoolArgs& a, bool fwd) {
   check(a.conv, false);
-  if (!a.out || (!a.indices == !a.window_codes)) throw std::invalid_argument("null data pointer");
+  if (!a.out || (!a.indices == !a.window_codes) || (!fwd && (!a.grad_out || !a.grad_conv)))
+    throw std::invalid_argument("null data pointer");
   if (a.window_codes && !pool2d_window_codes(a.pool))
     throw std::invalid_argument("window_codes: only for a 2x2/2 pool, instead of indices");
   const Pool2dParams& pq = a.pool;
   if (pq.n != a.conv.q.n || pq.c != a.conv.q.co || pq.h != a.conv.q.oh || pq.w != a.conv.q.ow)
     throw std::invalid_argument("pooling input must be the convolution output");
   if (a.conv.device >= 0) throw std::runtime_error("the fused conv+relu+max-pool block has no CUDA kernel yet");
+}
+
+void relu_pool_backward(const ConvPoolArgs& a) { FK_CONV_ISA_CALL(relu_pool_backward, a) }
+
+}  // namespace
+
+void conv_relu_maxpool_forward(const ConvPoolArgs& a) {
+  check_block(a, true);
   if (a.conv.direct) return dispatch_dtype(a.conv.dtype, [&](auto s) { conv_relu_maxpool<decltype(s)>(a); });
   FK_CONV_ISA_CALL(conv_relu_maxpool, a)
+}
+
+void conv_relu_maxpool_backward(const ConvPoolArgs& a) {
+  check_block(a, false);
+  relu_pool_backward(a);
+  // the bias gradient came from the pooled gradient above
+  ConvArgs c = a.conv;
+  c.grad_out = a.grad_conv;
+  c.grad_bias = 0;
+  if (c.grad_input || c.grad_weight) conv2d_backward(c);
 }
 
 void conv2d_forward(const ConvArgs& a) {

@@ -8,6 +8,7 @@
 
 #include "cpu/conv_gemm.h"
 #include "cpu/conv_pack.h"
+#include "cpu/plane_sum.h"
 #include "cpu/pool_2x2.h"
 #include "cpu/simd.h"
 #include "cpu/thread_pool.h"
@@ -398,27 +399,16 @@ template <class S> void weight_grad(const ConvArgs& a) {
   parallel_for(a.num_threads, q.co, combine);
 }
 
-// Bias gradient: per channel, each plane summed in 16 fixed lanes, then planes in order.
+// Bias gradient: per channel, each plane summed in fixed lanes (plane_sum), then planes in order.
 template <class S> void bias_grad(const ConvArgs& a) {
   using A = compute_t<S>;
-  constexpr int L = 16;
   const Conv2dParams& q = a.q;
   const int64_t plane = q.oh * q.ow;
   const S* gout = reinterpret_cast<const S*>(a.grad_out);
   S* gb = reinterpret_cast<S*>(a.grad_bias);
   auto task = [&](int64_t oc) {
     A total = A(0);
-    for (int64_t n = 0; n < q.n; ++n) {
-      const S* src = gout + (n * q.co + oc) * plane;
-      A lane[L] = {};
-      int64_t e = 0;
-      for (; e + L <= plane; e += L)
-        for (int l = 0; l < L; ++l) lane[l] = lane[l] + load(src, e + l);
-      for (int l = 0; e + l < plane; ++l) lane[l] = lane[l] + load(src, e + l);
-      A s = A(0);
-      for (int l = 0; l < L; ++l) s = s + lane[l];
-      total = total + s;
-    }
+    for (int64_t n = 0; n < q.n; ++n) total = total + plane_sum(gout + (n * q.co + oc) * plane, plane);
     store(gb, oc, total);
   };
   parallel_for(a.num_threads, q.co, task);
@@ -459,7 +449,11 @@ template <class S> void fused_block(const ConvPoolArgs& a) {
       const int64_t ch = gi * m + i, o = (n * q.co + ch) * pooled;
       A* z = buf + i * ld;
       const A b = bias ? static_cast<A>(load(bias, ch)) : A(0);
-      const auto relu = [b](A v) { v = v + b; return v < A(0) ? A(0) : v; };  // NaN stays NaN, as torch.relu
+      const auto relu = [b](auto v) {  // scalar or vector; NaN stays NaN, as torch.relu
+        const decltype(v) zero{};
+        v = v + b;
+        return v < zero ? zero : v;
+      };
       if (codes) {  // torch's relu -> max_pool in one pass over the buffer
         max2x2_rows(z, ld_row, out + o, codes + o, pq.oh, pq.ow, relu);
         continue;

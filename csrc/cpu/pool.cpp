@@ -32,15 +32,7 @@ template <class S> void run(PoolOp op, const PoolArgs& a) {
       case PoolOp::MaxBackward: {
         const S* gout = reinterpret_cast<const S*>(a.grad_out) + p * out_sz;
         const int64_t* idx = reinterpret_cast<const int64_t*>(a.indices) + p * out_sz;
-        S* gin = reinterpret_cast<S*>(a.grad_in) + p * in_sz;
-        if (tiles) {
-          for (int64_t oy = 0; oy < q.oh; ++oy) max_bwd_tile_row<S>(q, gout, idx, gin, oy);
-          const int64_t done = q.oh * q.sh * q.w;  // rows below the last window get no gradient
-          for (int64_t e = done; e < in_sz; ++e) store(gin, e, compute_t<S>(0));
-          break;
-        }
-        for (int64_t y = 0; y < q.h; ++y)
-          for (int64_t x = 0; x < q.w; ++x) max_bwd<S>(q, gout, idx, gin, y, x);
+        max_bwd_plane<S>(q, gout, idx, reinterpret_cast<S*>(a.grad_in) + p * in_sz);
         break;
       }
       case PoolOp::AvgForward: {

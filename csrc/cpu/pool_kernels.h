@@ -1,5 +1,7 @@
-// Pooling kernels built once per ISA (pool_isa.cpp, pool_nhwc_isa.cpp); pool.cpp picks one at run time.
+// Pooling kernels built once per ISA (pool_isa.cpp, pool_nhwc_isa.cpp); pool.cpp and conv.cpp
+// pick one at run time.
 #pragma once
+#include "fusekit/conv_args.h"
 #include "fusekit/pool_args.h"
 
 namespace fusekit::cpu {
@@ -9,6 +11,8 @@ namespace fusekit::cpu {
   void max_pool_2x2(const PoolArgs& args);          \
   void max_pool_2x2_backward(const PoolArgs& args); \
   void pool_nhwc(PoolOp op, const PoolArgs& args);  \
+  /* gated scatter + bias gradient of conv_relu_maxpool_backward (pool_isa.cpp) */ \
+  void relu_pool_backward(const ConvPoolArgs& args); \
   }
 FK_DECLARE_POOL_ISA(scalar)
 FK_DECLARE_POOL_ISA(avx2)

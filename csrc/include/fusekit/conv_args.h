@@ -27,15 +27,20 @@ void conv2d_backward(const ConvArgs& args);
 // max_pool(relu(conv(x) + b)) without materialising the convolution output: each
 // (image, channel) plane is convolved into a float buffer, rectified and pooled there.
 // pool: window/stride of the pooling over the conv output (n, c, h, w = conv output).
+// Backward: the ReLU gate, the pool's scatter and the bias gradient in one pass over the
+// pooled gradient (writing grad_conv whole), then the convolution's input/weight gradients.
 struct ConvPoolArgs {
-  ConvArgs conv;       // conv.out unused
+  ConvArgs conv;       // conv.out unused; backward: conv.grad_input/grad_weight/grad_bias (each optional)
   Pool2dParams pool;
-  uintptr_t out = 0;      // pooled output, conv dtype
+  uintptr_t out = 0;      // pooled output, conv dtype (backward: the saved forward output, the gate)
   uintptr_t indices = 0;  // int64 argmax within each conv-output plane
   // Instead of indices for a 2x2/2 pool (pool2d_window_codes): uint8 dy * 2 + dx per output.
   uintptr_t window_codes = 0;
+  uintptr_t grad_out = 0;   // backward: gradient of the pooled output
+  uintptr_t grad_conv = 0;  // backward: scratch of the convolution output's size and dtype
 };
 void conv_relu_maxpool_forward(const ConvPoolArgs& args);
+void conv_relu_maxpool_backward(const ConvPoolArgs& args);
 
 namespace cuda {
 void conv2d_forward(const ConvArgs& args);

@@ -91,4 +91,16 @@ FK_HOST_DEVICE void max_bwd_tile_row(const Pool2dParams& q, const S* gout, const
   for (int64_t ox = 0; ox < q.ow; ++ox) store(gin, idx[oy * q.ow + ox], load(gout, oy * q.ow + ox));
 }
 
+// Backward of one plane from int64 indices (CPU): tile rows when no input has two windows.
+template <class S> void max_bwd_plane(const Pool2dParams& q, const S* gout, const int64_t* idx, S* gin) {
+  if (pool_tiles(q)) {
+    for (int64_t oy = 0; oy < q.oh; ++oy) max_bwd_tile_row<S>(q, gout, idx, gin, oy);
+    // rows below the last window get no gradient
+    for (int64_t e = q.oh * q.sh * q.w; e < q.h * q.w; ++e) store(gin, e, compute_t<S>(0));
+    return;
+  }
+  for (int64_t y = 0; y < q.h; ++y)
+    for (int64_t x = 0; x < q.w; ++x) max_bwd<S>(q, gout, idx, gin, y, x);
+}
+
 }  // namespace fusekit

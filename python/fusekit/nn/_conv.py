@@ -83,6 +83,20 @@ def _args(q, ref):
     return a
 
 
+def _grad_args(ctx, xc, wc, go):
+    """ConvArgs for a backward pass and the gradients it fills (None where not needed)."""
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    a = _args(ctx.q, go)
+    a.input, a.weight = xc.data_ptr(), wc.data_ptr()
+    gx = new_output(xc.shape, xc) if need_x else None
+    gw = new_output(wc.shape, wc) if need_w else None
+    gb = torch.empty(ctx.q.co, dtype=go.dtype, device=go.device) if (need_b and ctx.has_bias) else None
+    for name, t in (("grad_input", gx), ("grad_weight", gw), ("grad_bias", gb)):
+        if t is not None:
+            setattr(a, name, t.data_ptr())
+    return a, (gx, gw, gb)
+
+
 class Conv2dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, q):
@@ -101,16 +115,9 @@ class Conv2dFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         xc, wc = ctx.saved_tensors
-        need_x, need_w, need_b, _ = ctx.needs_input_grad
         go = grad_out.contiguous()
-        a = _args(ctx.q, go)
-        a.input, a.weight, a.grad_out = xc.data_ptr(), wc.data_ptr(), go.data_ptr()
-        gx = new_output(xc.shape, xc) if need_x else None
-        gw = new_output(wc.shape, wc) if need_w else None
-        gb = torch.empty(ctx.q.co, dtype=go.dtype, device=go.device) if (need_b and ctx.has_bias) else None
-        for name, t in (("grad_input", gx), ("grad_weight", gw), ("grad_bias", gb)):
-            if t is not None:
-                setattr(a, name, t.data_ptr())
+        a, (gx, gw, gb) = _grad_args(ctx, xc, wc, go)
+        a.grad_out = go.data_ptr()
         _C.conv2d_backward(a)
         if ctx.cl:  # torch returns channels_last input and weight gradients then
             gx = None if gx is None else gx.contiguous(memory_format=torch.channels_last)
@@ -120,28 +127,23 @@ class Conv2dFn(torch.autograd.Function):
 
 class ConvReLUMaxPoolFn(torch.autograd.Function):
     """max_pool(relu(conv(x) + b)) with the convolution output never written to memory
-    (CPU); backward folds the ReLU mask into the pooled gradient (a pooled value > 0 means
-    its argmax passed the ReLU), scatters it with the pool indices and runs conv backward."""
+    (CPU). Backward is one native call: the ReLU gate (from the saved pooled output), the
+    pool's scatter and the bias gradient in one pass, then the convolution's gradients."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, q, pq):
         xc, wc = x.contiguous(), weight.contiguous()
         shape = (*x.shape[:-3], q.co, pq.oh, pq.ow)
         out = new_output(shape, x)
-        a = _C.ConvPoolArgs()
         conv = _args(q, x)
         conv.input, conv.weight = xc.data_ptr(), wc.data_ptr()
         if bias is not None:
             bc = bias.contiguous()
             conv.bias = bc.data_ptr()
-        a.conv, a.pool, a.out = conv, pq, out.data_ptr()
         # 2x2/2 pools save a byte per output (the maximum's place in its window), others int64 indices
         codes = _C.pool2d_window_codes(pq)
         arg = new_output(shape, x, torch.uint8 if codes else torch.int64)
-        if codes:
-            a.window_codes = arg.data_ptr()
-        else:
-            a.indices = arg.data_ptr()
+        a = _block_args(conv, pq, out, arg, codes)
         _C.conv_relu_maxpool_forward(a)
         ctx.q, ctx.pq, ctx.has_bias, ctx.codes = q, pq, bias is not None, codes
         ctx.save_for_backward(xc, wc, out, arg)
@@ -149,21 +151,21 @@ class ConvReLUMaxPoolFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        from . import _pool
-
         xc, wc, out, arg = ctx.saved_tensors
-        g = torch.where(out > 0, grad_out, torch.zeros_like(grad_out)).contiguous()
-        gconv = new_output((*xc.shape[:-3], ctx.q.co, ctx.q.oh, ctx.q.ow), g)
-        saved = {"window_codes" if ctx.codes else "indices": arg}
-        _pool.run(_pool.MAX_BWD, ctx.pq, grad_out=g, grad_in=gconv, **saved)
-        gx, gw, gb, _ = Conv2dFn.backward(_Saved(ctx, xc, wc), gconv)
+        go = grad_out.contiguous()
+        conv, (gx, gw, gb) = _grad_args(ctx, xc, wc, go)
+        gconv = new_output((*xc.shape[:-3], ctx.q.co, ctx.q.oh, ctx.q.ow), go)  # written whole by the kernel
+        a = _block_args(conv, ctx.pq, out, arg, ctx.codes)
+        a.grad_out, a.grad_conv = go.data_ptr(), gconv.data_ptr()
+        _C.conv_relu_maxpool_backward(a)
         return gx, gw, gb, None, None
 
 
-class _Saved:
-    """Stands in for Conv2dFn's ctx when its backward is reused."""
-
-    def __init__(self, ctx, xc, wc):
-        self.saved_tensors = (xc, wc)
-        self.q, self.cl, self.has_bias = ctx.q, False, ctx.has_bias
-        self.needs_input_grad = ctx.needs_input_grad[:3] + (False,)
+def _block_args(conv, pq, out, arg, codes: bool):
+    a = _C.ConvPoolArgs()
+    a.conv, a.pool, a.out = conv, pq, out.data_ptr()
+    if codes:
+        a.window_codes = arg.data_ptr()
+    else:
+        a.indices = arg.data_ptr()
+    return a
