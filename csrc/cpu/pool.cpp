@@ -66,8 +66,8 @@ void check(PoolOp op, const PoolArgs& a) {
   if (q.n * q.c > 0 && ((fwd && (!a.in || !a.out)) || (!fwd && (!a.grad_out || !a.grad_in)) ||
                         (max && !a.indices && !a.window_codes)))
     throw std::invalid_argument("null data pointer");
-  if (a.window_codes && (!max || a.indices || a.device >= 0 || a.channels_last || !pool2d_window_codes(q)))
-    throw std::invalid_argument("window_codes: only for CPU NCHW 2x2/2 max pooling, instead of indices");
+  if (a.window_codes && (!max || a.indices || a.device >= 0 || !pool2d_window_codes(q)))
+    throw std::invalid_argument("window_codes: only for CPU 2x2/2 max pooling, instead of indices");
   if (a.channels_last && a.device >= 0) throw std::invalid_argument("channels_last: CPU kernels only");
 }
 

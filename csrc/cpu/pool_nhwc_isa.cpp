@@ -1,8 +1,10 @@
 // Max/avg pooling of channels_last (NHWC) tensors, compiled once per ISA: the loops of
 // pool_elems.h with the channels innermost, so every step is a contiguous vector over
 // channels. Same windows, same scan order and tie/NaN rule, same gathers in the backward pass
-// (no scatter, so deterministic): the same values as the NCHW kernels.
+// (no scatter, so deterministic): the same values as the NCHW kernels. 2x2/2 max pooling
+// without indices saves window codes, as NCHW does.
 #include <algorithm>
+#include <type_traits>
 
 #include "cpu/pool_kernels.h"
 #include "cpu/thread_pool.h"
@@ -88,8 +90,77 @@ template <class S> void avg_bwd_pixel(const Pool2dParams& q, const S* gout, S* g
   for (int64_t c = 0; c < n; ++c) store(gin, (y * q.w + x) * C + c0 + c, acc[c]);
 }
 
+// 2x2 / stride-2 max pooling with window codes (uint8 dy * 2 + dx per output, as NCHW's):
+// output row oy of image n from input rows 2oy and 2oy + 1. The codes go through lanes as wide
+// as the values, so the loop vectorizes (see pool_2x2.h).
+template <class S> using CodeOf = std::conditional_t<sizeof(compute_t<S>) == 8, int64_t, int32_t>;
+
+template <class S> void max2x2_fwd_row(const Pool2dParams& q, const S* in, S* out, uint8_t* codes, int64_t oy) {
+  using A = compute_t<S>;
+  using Code = CodeOf<S>;
+  const int64_t C = q.c, row = q.w * C;
+  Code code[kRun];
+  for (int64_t ox = 0; ox < q.ow; ++ox)
+    for (int64_t c0 = 0; c0 < C; c0 += kRun) {
+      const int64_t n = std::min(kRun, C - c0), o = (oy * q.ow + ox) * C + c0;
+      const S* p0 = in + 2 * oy * row + 2 * ox * C + c0;
+      const S* p1 = p0 + row;
+#pragma GCC ivdep
+      for (int64_t c = 0; c < n; ++c) {
+        A best = load(p0, c);
+        Code k = 0;
+        max_step(static_cast<A>(load(p0, C + c)), Code(1), best, k);
+        max_step(static_cast<A>(load(p1, c)), Code(2), best, k);
+        max_step(static_cast<A>(load(p1, C + c)), Code(3), best, k);
+        store(out, o + c, best);
+        code[c] = k;
+      }
+      for (int64_t c = 0; c < n; ++c) codes[o + c] = static_cast<uint8_t>(code[c]);
+    }
+}
+
+// Backward of output row oy: input rows 2oy and 2oy + 1 written whole (the odd last column
+// and, with the last output row, the odd last input row get zeros).
+template <class S> void max2x2_bwd_row(const Pool2dParams& q, const S* gout, const uint8_t* codes, S* gin, int64_t oy) {
+  using A = compute_t<S>;
+  using Code = CodeOf<S>;
+  const int64_t C = q.c, row = q.w * C;
+  Code code[kRun];
+  for (int64_t ox = 0; ox < q.ow; ++ox)
+    for (int64_t c0 = 0; c0 < C; c0 += kRun) {
+      const int64_t n = std::min(kRun, C - c0), o = (oy * q.ow + ox) * C + c0;
+      S* p0 = gin + 2 * oy * row + 2 * ox * C + c0;
+      S* p1 = p0 + row;
+      for (int64_t c = 0; c < n; ++c) code[c] = codes[o + c];
+#pragma GCC ivdep
+      for (int64_t c = 0; c < n; ++c) {
+        const A v = load(gout, o + c);
+        store(p0, c, code[c] == 0 ? v : A(0));
+        store(p0, C + c, code[c] == 1 ? v : A(0));
+        store(p1, c, code[c] == 2 ? v : A(0));
+        store(p1, C + c, code[c] == 3 ? v : A(0));
+      }
+    }
+  for (int64_t y = 2 * oy; y < (oy + 1 == q.oh ? q.h : 2 * oy + 2); ++y)
+    for (int64_t e = y < 2 * oy + 2 ? 2 * q.ow * C : 0; e < row; ++e) store(gin, y * row + e, A(0));
+}
+
 template <class S> void run(PoolOp op, const PoolArgs& a) {
   const Pool2dParams& q = a.q;
+  if (a.window_codes) {  // one (image, output row)
+    const int64_t in_img = q.h * q.w * q.c, out_img = q.oh * q.ow * q.c;
+    auto task = [&](int64_t t) {
+      const int64_t n = t / q.oh, oy = t % q.oh;
+      uint8_t* codes = reinterpret_cast<uint8_t*>(a.window_codes) + n * out_img;
+      if (op == PoolOp::MaxForward)
+        max2x2_fwd_row(q, reinterpret_cast<const S*>(a.in) + n * in_img, reinterpret_cast<S*>(a.out) + n * out_img,
+                       codes, oy);
+      else
+        max2x2_bwd_row(q, reinterpret_cast<const S*>(a.grad_out) + n * out_img, codes,
+                       reinterpret_cast<S*>(a.grad_in) + n * in_img, oy);
+    };
+    return parallel_for(q.n * q.c * (q.h * q.w + q.oh * q.ow) < 16384 ? 1 : a.num_threads, q.n * q.oh, task);
+  }
   const bool fwd = op == PoolOp::MaxForward || op == PoolOp::AvgForward;
   const int64_t rows = fwd ? q.oh : q.h, cols = fwd ? q.ow : q.w, in_img = q.h * q.w * q.c, out_img = q.oh * q.ow * q.c;
   auto task = [&](int64_t t) {  // one (image, row)

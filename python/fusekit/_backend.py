@@ -21,9 +21,10 @@ _HUGE_OUTPUT_BYTES = 4 << 20
 _HUGEPAGES = os.environ.get("FUSEKIT_HUGEPAGES", "1") != "0"
 
 
-def new_output(shape, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+def new_output(shape, like: torch.Tensor, dtype: torch.dtype | None = None,
+               memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     """torch.empty for a kernel's output, on `like`'s device (and dtype unless given)."""
-    t = torch.empty(shape, dtype=dtype or like.dtype, device=like.device)
+    t = torch.empty(shape, dtype=dtype or like.dtype, device=like.device, memory_format=memory_format)
     nbytes = t.numel() * t.element_size()
     if _HUGEPAGES and nbytes >= _HUGE_OUTPUT_BYTES and t.device.type == "cpu":
         _C.advise_huge_pages(t.data_ptr(), nbytes)

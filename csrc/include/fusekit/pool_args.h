@@ -18,7 +18,7 @@ struct PoolArgs {
   Pool2dParams q;
   uintptr_t in = 0, out = 0;             // forward
   uintptr_t indices = 0;                 // int64, max pool (written forward, read backward)
-  // Instead of indices, CPU 2x2/2 max pool only (pool2d_window_codes): uint8 per output, the
+  // Instead of indices, CPU 2x2/2 max pool only (pool2d_window_codes; NCHW or NHWC): uint8 per output, the
   // maximum's place in its window (dy * 2 + dx). What autograd saves when no indices are asked for:
   // 1 byte per output instead of 8 to write and read back.
   uintptr_t window_codes = 0;
@@ -33,8 +33,6 @@ bool pool2d_window_codes(const Pool2dParams& q);
 
 namespace cuda {
 void pool2d(PoolOp op, const PoolArgs& args);
-// Whether window_codes can stand in for indices for these parameters on the CPU.
-bool pool2d_window_codes(const Pool2dParams& q);
 }
 
 }  // namespace fusekit

@@ -1,6 +1,6 @@
 """Layer benchmarks, forward + backward, against torch (oneDNN on the CPU) in the same run:
 LeNet-5's two convolutions at batch 64, a CIFAR-style 64->64 3x3 convolution at batch 64,
-max_pool2d 2x2 on (128, 64, 32, 32), and ConvReLUMaxPool2d against torch's
+max_pool2d 2x2 on (128, 64, 32, 32) (NCHW and channels_last), and ConvReLUMaxPool2d against torch's
 conv -> relu -> max_pool sequence."""
 from __future__ import annotations
 
@@ -25,9 +25,12 @@ def _conv_case(name, xs, ws, kw):
     return name, make
 
 
-def _pool_case(device):
-    x = torch.randn(128, 64, 32, 32, generator=torch.Generator().manual_seed(0)).to(device).requires_grad_()
-    return (x,), (lambda t: F.max_pool2d(t[0], 2)), (lambda t: tf.max_pool2d(t[0], 2))
+def _pool_case(memory_format):
+    def make(device):
+        x = torch.randn(128, 64, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
+        x = x.contiguous(memory_format=memory_format).requires_grad_()
+        return (x,), (lambda t: F.max_pool2d(t[0], 2)), (lambda t: tf.max_pool2d(t[0], 2))
+    return make
 
 
 def _block_case(device):
@@ -43,7 +46,8 @@ CASES = [
     _conv_case("conv LeNet-5 C1 1->6 5x5, (64,1,32,32)", (64, 1, 32, 32), (6, 1, 5, 5), {}),
     _conv_case("conv LeNet-5 C3 6->16 5x5, (64,6,14,14)", (64, 6, 14, 14), (16, 6, 5, 5), {}),
     _conv_case("conv CIFAR 64->64 3x3 pad 1, (64,64,32,32)", (64, 64, 32, 32), (64, 64, 3, 3), dict(padding=1)),
-    ("max_pool2d 2x2, (128,64,32,32)", _pool_case),
+    ("max_pool2d 2x2, (128,64,32,32)", _pool_case(torch.contiguous_format)),
+    ("max_pool2d 2x2 channels_last, (128,64,32,32)", _pool_case(torch.channels_last)),
     ("ConvReLUMaxPool2d 1->20 5x5 + 2x2, (64,1,28,28)", _block_case),
 ]
 

@@ -85,9 +85,7 @@ class _Layout:
         return t.contiguous(memory_format=self.fmt)
 
     def new(self, shape, like, dtype=None):
-        if self.native:
-            return torch.empty(shape, dtype=dtype or like.dtype, device=like.device, memory_format=torch.channels_last)
-        return new_output(shape, like, dtype)
+        return new_output(shape, like, dtype, self.fmt)
 
     def result(self, y):
         return y.contiguous(memory_format=torch.channels_last) if self.cl and not self.native else y
@@ -114,18 +112,18 @@ class MaxPool2dFn(torch.autograd.Function):
 
 
 class MaxPool2dCodesFn(torch.autograd.Function):
-    """max_pool2d without indices on the CPU's NCHW 2x2/2 path: saves one byte per output (the
-    maximum's place in its window) for backward instead of an int64 index."""
+    """max_pool2d without indices on the CPU's 2x2/2 path (NCHW or channels_last): saves one
+    byte per output (the maximum's place in its window) for backward instead of an int64 index."""
 
     @staticmethod
     def forward(ctx, x, q):
+        lay = _Layout(x)
         shape = (*x.shape[:-2], q.oh, q.ow)
-        out = new_output(shape, x)
-        codes = new_output(shape, x, torch.uint8)
-        run(MAX_FWD, q, x=x.contiguous(), out=out, window_codes=codes)
-        ctx.q, ctx.shape, ctx.lay = q, x.shape, _Layout(x)
+        out, codes = lay.new(shape, x), lay.new(shape, x, torch.uint8)
+        run(MAX_FWD, q, x=lay.dense(x), out=out, window_codes=codes, channels_last=lay.native)
+        ctx.q, ctx.shape, ctx.lay = q, x.shape, lay
         ctx.save_for_backward(codes)
-        return out
+        return lay.result(out)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -141,7 +139,7 @@ def _max_backward(ctx, grad_out, **saved):
 
 
 def max_pool(x, q, return_indices: bool):
-    if not return_indices and not x.is_cuda and not is_channels_last(x) and _C.pool2d_window_codes(q):
+    if not return_indices and not x.is_cuda and _C.pool2d_window_codes(q):
         return MaxPool2dCodesFn.apply(x, q)
     out, idx = MaxPool2dFn.apply(x, q)
     return (out, idx) if return_indices else out
