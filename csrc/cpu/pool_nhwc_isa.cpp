@@ -95,28 +95,34 @@ template <class S> void avg_bwd_pixel(const Pool2dParams& q, const S* gout, S* g
 // as the values, so the loop vectorizes (see pool_2x2.h).
 template <class S> using CodeOf = std::conditional_t<sizeof(compute_t<S>) == 8, int64_t, int32_t>;
 
+// Calls f(o, i, n) for each run of n <= kRun channels of output row oy: o is the first output's
+// offset, i its window's first input's (rows 2oy and 2oy + 1, row() elements apart).
+template <class F> void for_each_2x2_run(const Pool2dParams& q, int64_t oy, F f) {
+  for (int64_t ox = 0; ox < q.ow; ++ox)
+    for (int64_t c0 = 0; c0 < q.c; c0 += kRun)
+      f((oy * q.ow + ox) * q.c + c0, (2 * oy * q.w + 2 * ox) * q.c + c0, std::min(kRun, q.c - c0));
+}
+
 template <class S> void max2x2_fwd_row(const Pool2dParams& q, const S* in, S* out, uint8_t* codes, int64_t oy) {
   using A = compute_t<S>;
   using Code = CodeOf<S>;
   const int64_t C = q.c, row = q.w * C;
   Code code[kRun];
-  for (int64_t ox = 0; ox < q.ow; ++ox)
-    for (int64_t c0 = 0; c0 < C; c0 += kRun) {
-      const int64_t n = std::min(kRun, C - c0), o = (oy * q.ow + ox) * C + c0;
-      const S* p0 = in + 2 * oy * row + 2 * ox * C + c0;
-      const S* p1 = p0 + row;
+  for_each_2x2_run(q, oy, [&](int64_t o, int64_t i, int64_t n) {
+    const S* p0 = in + i;
+    const S* p1 = p0 + row;
 #pragma GCC ivdep
-      for (int64_t c = 0; c < n; ++c) {
-        A best = load(p0, c);
-        Code k = 0;
-        max_step(static_cast<A>(load(p0, C + c)), Code(1), best, k);
-        max_step(static_cast<A>(load(p1, c)), Code(2), best, k);
-        max_step(static_cast<A>(load(p1, C + c)), Code(3), best, k);
-        store(out, o + c, best);
-        code[c] = k;
-      }
-      for (int64_t c = 0; c < n; ++c) codes[o + c] = static_cast<uint8_t>(code[c]);
+    for (int64_t c = 0; c < n; ++c) {
+      A best = load(p0, c);
+      Code k = 0;
+      max_step(static_cast<A>(load(p0, C + c)), Code(1), best, k);
+      max_step(static_cast<A>(load(p1, c)), Code(2), best, k);
+      max_step(static_cast<A>(load(p1, C + c)), Code(3), best, k);
+      store(out, o + c, best);
+      code[c] = k;
     }
+    for (int64_t c = 0; c < n; ++c) codes[o + c] = static_cast<uint8_t>(code[c]);
+  });
 }
 
 // Backward of output row oy: input rows 2oy and 2oy + 1 written whole (the odd last column
@@ -126,21 +132,19 @@ template <class S> void max2x2_bwd_row(const Pool2dParams& q, const S* gout, con
   using Code = CodeOf<S>;
   const int64_t C = q.c, row = q.w * C;
   Code code[kRun];
-  for (int64_t ox = 0; ox < q.ow; ++ox)
-    for (int64_t c0 = 0; c0 < C; c0 += kRun) {
-      const int64_t n = std::min(kRun, C - c0), o = (oy * q.ow + ox) * C + c0;
-      S* p0 = gin + 2 * oy * row + 2 * ox * C + c0;
-      S* p1 = p0 + row;
-      for (int64_t c = 0; c < n; ++c) code[c] = codes[o + c];
+  for_each_2x2_run(q, oy, [&](int64_t o, int64_t i, int64_t n) {
+    S* p0 = gin + i;
+    S* p1 = p0 + row;
+    for (int64_t c = 0; c < n; ++c) code[c] = codes[o + c];
 #pragma GCC ivdep
-      for (int64_t c = 0; c < n; ++c) {
-        const A v = load(gout, o + c);
-        store(p0, c, code[c] == 0 ? v : A(0));
-        store(p0, C + c, code[c] == 1 ? v : A(0));
-        store(p1, c, code[c] == 2 ? v : A(0));
-        store(p1, C + c, code[c] == 3 ? v : A(0));
-      }
+    for (int64_t c = 0; c < n; ++c) {
+      const A v = load(gout, o + c);
+      store(p0, c, code[c] == 0 ? v : A(0));
+      store(p0, C + c, code[c] == 1 ? v : A(0));
+      store(p1, c, code[c] == 2 ? v : A(0));
+      store(p1, C + c, code[c] == 3 ? v : A(0));
     }
+  });
   for (int64_t y = 2 * oy; y < (oy + 1 == q.oh ? q.h : 2 * oy + 2); ++y)
     for (int64_t e = y < 2 * oy + 2 ? 2 * q.ow * C : 0; e < row; ++e) store(gin, y * row + e, A(0));
 }
