@@ -25,6 +25,10 @@ CASES = [
     ((3, 2, 9, 21), (5, 2, 3, 3), dict(stride=(2, 1), dilation=(1, 3), padding=(1, 4))),
     ((30, 2, 5, 5), (3, 2, 3, 3), {}),
     ((2, 3, 5, 6), (4, 3, 2, 2), dict(dilation=(3, 1))),                  # input row 2 gets no gradient
+    # CPU forward by rows (fewer than 8 output channels per group): rows of 40 (vectors + a
+    # tail) with dilation; channel multiplier 2 with padding (k-1)d, the most the rows take
+    ((2, 8, 9, 40), (8, 2, 3, 5), dict(padding=(2, 4), dilation=(1, 2), groups=4)),
+    ((2, 4, 6, 7), (8, 1, 3, 3), dict(padding=2, groups=4)),
 ]
 
 
@@ -93,6 +97,23 @@ def test_weight_grad_inf_input_matches_torch(dtype, device):
     torch.testing.assert_close(got[fin], ref[fin], rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("groups", [1, 2])  # 2: depthwise (the CPU's row forward)
+def test_forward_inf_input_matches_torch(dtype, groups, device):
+    """inf in the input: padding and lanes past a row add exact zeros, never inf * 0 = NaN."""
+    x = torch.randn(2, 2, 6, 20, dtype=torch.float64)
+    x[0, 1, 2, 0] = float("inf")
+    x[1, 0, 5, 19] = float("-inf")
+    x[1, 0, 3, 10] = float("inf")
+    w = torch.randn(2, 2 // groups, 3, 3, dtype=torch.float64)
+    ref = torch.nn.functional.conv2d(x, w, padding=1, groups=groups)
+    got = F.conv2d(x.to(dtype).to(device), w.to(dtype).to(device), padding=1, groups=groups).double().cpu()
+    assert torch.equal(got.isnan(), ref.isnan()) and torch.equal(got.isinf(), ref.isinf())
+    assert ref.isinf().any() and ref.isfinite().any()
+    fin = ref.isfinite()
+    torch.testing.assert_close(got[fin], ref[fin], rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("layout", ["channels_last", "transposed"])
 def test_layouts_and_no_bias(layout, device):
     run_case((2, 3, 9, 10), (4, 3, 3, 3), dict(padding=1), torch.float32, device, bias=False, layout=layout)
@@ -106,13 +127,14 @@ def test_gradcheck_float64():
                                     (x, w, b))
 
 
-def test_bitwise_deterministic_across_threads():
+@pytest.mark.parametrize("groups", [1, 16])  # 16: depthwise, the CPU's row forward
+def test_bitwise_deterministic_across_threads(groups):
     x = torch.randn(8, 16, 20, 20, requires_grad=True)
-    w = torch.randn(32, 16, 3, 3, requires_grad=True)
+    w = torch.randn(32, 16 // groups, 3, 3, requires_grad=True)
     res = []
     for n in (1, 2):
         torch.set_num_threads(n)
-        y = F.conv2d(x, w, padding=1)
+        y = F.conv2d(x, w, padding=1, groups=groups)
         res.append((y,) + torch.autograd.grad(y.square().sum(), (x, w)))
     for u, v in zip(*res):
         assert torch.equal(u, v)

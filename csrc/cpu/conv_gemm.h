@@ -18,6 +18,7 @@ void* conv_scratch(int slot, size_t bytes);
   /* conv_wgrad_isa.cpp, conv_dgrad_isa.cpp; false: not their case (strides, 16-bit types) */ \
   bool weight_grad_rows(const ConvArgs& args);             \
   bool input_grad_rows(const ConvArgs& args);              \
+  bool forward_rows(const ConvArgs& args); /* conv_dgrad_isa.cpp */ \
   }
 FK_DECLARE_CONV_ISA(scalar)
 FK_DECLARE_CONV_ISA(avx2)

@@ -243,6 +243,9 @@ template <class S, class A> std::unique_ptr<A[]> forward_weights(const Conv2dPar
 template <class S> void forward(const ConvArgs& a) {
   using A = compute_t<S>;
   const Conv2dParams& q = a.q;
+  // Fewer output channels per group than a panel's kMR rows (depthwise): the panels would be
+  // mostly zero rows; the row kernel has no such waste.
+  if (q.co / q.groups < kMR && forward_rows(a)) return;
   const ConvGeom g = forward_geom(q);
   const auto wp = forward_weights<S, A>(q, reinterpret_cast<const S*>(a.weight));
   GemmConv<S, A> c{g, q.n, q.groups, q.co / q.groups, reinterpret_cast<const S*>(a.input), g.c * q.h * q.w, wp.get(),

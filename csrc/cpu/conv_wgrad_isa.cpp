@@ -128,9 +128,10 @@ template <class A> void run(const ConvArgs& a) {
   const A* gout = reinterpret_cast<const A*>(a.grad_out);
   const RowPlan<A> p{reinterpret_cast<const A*>(a.input), q.h, q.w, q.oh, q.kh, q.kw, q.sh, q.ph, q.dh, K,
                      q.ci * q.h * q.w, c * q.h * q.w, &xl};
-  // Images per chunk, a function of the shape only: enough row vectors per tile (64) to
-  // amortise the lane sums, and at most 4M partial elements.
-  int64_t per = std::clamp<int64_t>((64 + q.oh * nx - 1) / (q.oh * nx), 1, q.n);
+  // Images per chunk, a function of the shape only: up to 64 row vectors per tile, so a lane's
+  // FMA chain stays about as short as the GEMMs' blocks (longer doubled the error against
+  // float64 on rows of 40), and at most 4M partial elements.
+  int64_t per = std::clamp<int64_t>(64 / (q.oh * nx), 1, q.n);
   while (per < q.n && (q.n + per - 1) / per * q.co * K > (int64_t{1} << 22)) per *= 2;
   const int64_t chunks = (q.n + per - 1) / per;
   // Row blocks of the widest tile; the remainder m % R in power-of-two pieces.
