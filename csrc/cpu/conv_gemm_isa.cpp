@@ -291,6 +291,13 @@ template <class S> void input_grad_cols(const ConvArgs& a) {
   const auto wt = pack_weights<A>(q.groups, K, cog, [&](int64_t gi, int64_t k, int64_t oc) {
     return A(load(w, (gi * cog + oc) * K + k));
   });
+  // Strided columns: src[kx][x] = the output column input column x reads through tap kx, or
+  // -1 (none; also past the row, up to a whole vector): no division in the gather below.
+  const int64_t wv = round_up(q.w, W);
+  auto src = std::unique_ptr<int32_t[]>(new int32_t[q.sw == 1 ? 0 : q.kw * wv]);
+  for (int64_t kx = 0; q.sw != 1 && kx < q.kw; ++kx)
+    for (int64_t x = 0; x < wv; ++x)
+      src[kx * wv + x] = x < q.w ? static_cast<int32_t>(upsampled(x + q.pw - kx * q.dw, q.sw, q.ow)) : -1;
   auto task = [&](int64_t t) {
     const int64_t n = t / q.groups, gi = t % q.groups;
     A* gp = scratch<A>(0, cog * ldp);
@@ -323,10 +330,8 @@ template <class S> void input_grad_cols(const ConvArgs& a) {
                 const A lo = A(std::max<int64_t>(0, -shift) - xc), hi = A(std::min(q.w, q.ow - shift) - xc);
                 acc += (lanes >= lo && lanes < hi) ? loadv(row + xc + shift) : V{};
               } else {
-                for (int l = 0; l < W && xc + l < q.w; ++l) {
-                  const int64_t ox = upsampled(xc + l + shift, q.sw, q.ow);
-                  if (ox >= 0) acc[l] += row[ox];
-                }
+                const int32_t* ox = src.get() + kx * wv + xc;
+                for (int l = 0; l < W; ++l) acc[l] += ox[l] >= 0 ? row[ox[l]] : A(0);
               }
             }
           }
