@@ -78,18 +78,20 @@ def test_direct_cpu_kernels_match_torch(case, dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_weight_grad_inf_input_matches_torch(dtype, device):
+@pytest.mark.parametrize("stride", [(1, 1), (1, 3)])  # (1, 3): the CPU's phase-split rows
+def test_weight_grad_inf_input_matches_torch(dtype, stride, device):
     """An inf in the input reaches exactly the weight taps that read it inside a window: the
     kernels never multiply it by the zero of a lane past the row or of padding (inf * 0 = NaN)."""
     x = torch.randn(2, 2, 6, 20, dtype=torch.float64)
     x[0, 1, 2, 0] = float("inf")
     x[1, 0, 4, 19] = float("-inf")
+    x[1, 1, 3, 7] = float("inf")
     w = torch.randn(3, 2, 3, 3, dtype=torch.float64)
-    g = torch.randn(2, 3, 4, 18, dtype=torch.float64)
-    ref = torch.ops.aten.convolution_backward(g, x, w, [3], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+    g = torch.randn(2, 3, 4, (18 - 1) // stride[1] + 1, dtype=torch.float64)
+    ref = torch.ops.aten.convolution_backward(g, x, w, [3], list(stride), [0, 0], [1, 1], False, [0, 0], 1,
                                               [False, True, False])[1]
     xd, wd = x.to(dtype).to(device), w.to(dtype).to(device).requires_grad_()
-    F.conv2d(xd, wd).backward(g.to(dtype).to(device))
+    F.conv2d(xd, wd, stride=stride).backward(g.to(dtype).to(device))
     got = wd.grad.double().cpu()
     assert torch.equal(got.isnan(), ref.isnan()) and torch.equal(got.isinf(), ref.isinf())
     assert ref.isinf().any() and (ref.isfinite()).any()

@@ -109,9 +109,11 @@ void pack_padded_rows(const ConvGeom& g, const S* in, int64_t y0, int64_t rows, 
 }
 
 // A row read at a shift per tap, one vector of columns at a time: for chunk cx (columns
-// cx*W ..) and tap kx, lane 0 reads source column off(kx, cx) = cx*W + shift + kx*step, and
-// the lanes whose column is < len and whose source column is in [0, src_len) are read (the
-// rest are zeros: padding, or lanes past the row).
+// cx*W ..) and tap kx, lane l stands for column cx*W + l, which reads source column
+// (cx*W + l) * stride + shift + kx*step; lanes whose column is < len and whose source column
+// is in [0, src_len) are read (the rest are zeros: padding, or lanes past the row). With
+// stride s > 1 the source rows are phase-split (split_phases): so a tap's columns are
+// contiguous again, and off(kx, cx) is the element lane 0 reads.
 template <class A> struct TapLanes {
   int64_t nx;  // chunks per row
   std::unique_ptr<int64_t[]> offs;
@@ -120,22 +122,36 @@ template <class A> struct TapLanes {
   const Lanes<A>& lanes(int64_t kx, int64_t cx) const { return masks[kx * nx + cx]; }
 };
 
+// Elements of a row of n with x % s < phase: where phase `phase` starts in a split row.
+inline int64_t phase_start(int64_t n, int64_t s, int64_t phase) {
+  int64_t start = 0;
+  for (int64_t p = 0; p < phase; ++p) start += (n - p + s - 1) / s;
+  return start;
+}
+
 template <class A>
-TapLanes<A> tap_lanes(int64_t len, int64_t src_len, int64_t shift, int64_t step, int64_t taps) {
+TapLanes<A> tap_lanes(int64_t len, int64_t src_len, int64_t shift, int64_t step, int64_t taps, int64_t stride = 1) {
   constexpr int W = kW<A>;
   const int64_t nx = (len + W - 1) / W;
   TapLanes<A> t{nx, std::unique_ptr<int64_t[]>(new int64_t[taps * nx]),
                 std::unique_ptr<Lanes<A>[]>(new Lanes<A>[taps * nx])};
-  for (int64_t cx = 0; cx < nx; ++cx) {
-    const int64_t valid = std::min<int64_t>(W, len - cx * W);
-    for (int64_t kx = 0; kx < taps; ++kx) {
-      const int64_t x0 = cx * W + shift + kx * step;
-      const int64_t lo = std::clamp<int64_t>(-x0, 0, valid), hi = std::clamp<int64_t>(src_len - x0, lo, valid);
-      t.offs[kx * nx + cx] = x0;
+  for (int64_t kx = 0; kx < taps; ++kx) {
+    const int64_t d = shift + kx * step, phase = (d % stride + stride) % stride, base = (d - phase) / stride;
+    const int64_t plen = (src_len - phase + stride - 1) / stride, start = phase_start(src_len, stride, phase);
+    for (int64_t cx = 0; cx < nx; ++cx) {
+      const int64_t valid = std::min<int64_t>(W, len - cx * W), x0 = cx * W + base;
+      const int64_t lo = std::clamp<int64_t>(-x0, 0, valid), hi = std::clamp<int64_t>(plen - x0, lo, valid);
+      t.offs[kx * nx + cx] = start + x0;
       t.masks[kx * nx + cx] = make_lanes<A>(static_cast<int>(lo), static_cast<int>(hi));
     }
   }
   return t;
+}
+
+// dst row = src row's columns x grouped by x % s (phase 0 first), each phase in order.
+template <class A> void split_phases(const A* src, A* dst, int64_t n, int64_t s) {
+  for (int64_t p = 0, o = 0; p < s; ++p)
+    for (int64_t x = p; x < n; x += s) dst[o++] = src[x];
 }
 
 template <class T> T* scratch(int slot, int64_t n) {

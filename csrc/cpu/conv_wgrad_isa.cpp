@@ -1,5 +1,5 @@
-// Weight gradient of a convolution with unit column stride, without im2col:
-//   dw[i][ch][ky][kx] = sum over n, oy, ox of g[n][i][oy][ox] * x[n][ch][oy*sh - ph + ky*dh][ox - pw + kx*dw]
+// Weight gradient of a convolution without im2col (column strides > 1 read phase-split rows):
+//   dw[i][ch][ky][kx] = sum over n, oy, ox of g[n][i][oy][ox] * x[n][ch][oy*sh - ph + ky*dh][ox*sw - pw + kx*dw]
 // Each output row's columns sit in vector lanes; the input row is read at the tap's column
 // offset with masked loads, so padding and the lanes past ow read nothing and add exact zeros
 // (an inf next to the window never turns into inf * 0 = NaN). A register tile holds R output
@@ -123,11 +123,18 @@ template <class A> void run(const ConvArgs& a) {
   constexpr int W = kW<A>;
   const Conv2dParams& q = a.q;
   const int64_t m = q.co / q.groups, c = q.ci / q.groups, K = c * q.kh * q.kw;
-  const TapLanes<A> xl = tap_lanes<A>(q.ow, q.w, -q.pw, q.dw, q.kw), gl = tap_lanes<A>(q.ow, q.ow, 0, 0, 1);
+  const TapLanes<A> xl = tap_lanes<A>(q.ow, q.w, -q.pw, q.dw, q.kw, q.sw), gl = tap_lanes<A>(q.ow, q.ow, 0, 0, 1);
   const int64_t nx = xl.nx;
   const A* gout = reinterpret_cast<const A*>(a.grad_out);
-  const RowPlan<A> p{reinterpret_cast<const A*>(a.input), q.h, q.w, q.oh, q.kh, q.kw, q.sh, q.ph, q.dh, K,
-                     q.ci * q.h * q.w, c * q.h * q.w, &xl};
+  const A* in = reinterpret_cast<const A*>(a.input);
+  std::unique_ptr<A[]> split;  // column stride > 1: input rows phase-split (see tap_lanes)
+  if (q.sw > 1) {
+    split.reset(new A[q.n * q.ci * q.h * q.w]);
+    auto rows = [&](int64_t r) { split_phases(in + r * q.w, split.get() + r * q.w, q.w, q.sw); };
+    parallel_for(a.num_threads, q.n * q.ci * q.h, rows);
+    in = split.get();
+  }
+  const RowPlan<A> p{in, q.h, q.w, q.oh, q.kh, q.kw, q.sh, q.ph, q.dh, K, q.ci * q.h * q.w, c * q.h * q.w, &xl};
   // Images per chunk, a function of the shape only: up to 64 row vectors per tile, so a lane's
   // FMA chain stays about as short as the GEMMs' blocks (longer doubled the error against
   // float64 on rows of 40), and at most 4M partial elements.
@@ -177,7 +184,6 @@ template <class A> void run(const ConvArgs& a) {
 }  // namespace
 
 bool weight_grad_rows(const ConvArgs& a) {
-  if (a.q.sw != 1) return false;
   if (a.dtype == DType::Float32) run<float>(a);
   else if (a.dtype == DType::Float64) run<double>(a);
   else return false;
