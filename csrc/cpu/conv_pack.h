@@ -59,7 +59,7 @@ inline int64_t upsampled(int64_t v, int64_t u, int64_t size) {
 template <class S, class A, bool Transposed>
 void pack_cols(const ConvGeom& g, const S* in, const RowSeg* segs, int64_t nsegs, int64_t ld, A* dst) {
   const int64_t K = g.rows(), rs = Transposed ? 1 : ld, cs = Transposed ? ld : 1;
-  const bool contiguous = g.uw == 1 && g.sw == 1;
+  const bool contiguous = g.sw == 1;
   for (int64_t k = 0; k < K; ++k) {
     const int64_t ch = k / (g.kh * g.kw), ky = (k / g.kw) % g.kh, kx = k % g.kw;
     A* row = dst + k * rs;
@@ -73,10 +73,14 @@ void pack_cols(const ConvGeom& g, const S* in, const RowSeg* segs, int64_t nsegs
       }
       const S* src = in + s.n * g.img_stride + (ch * g.h + iy) * g.w;
       const int64_t x0 = s.ox * g.sw - g.pw + kx * g.dw;
-      if (contiguous) {
-        const int64_t lo = std::clamp<int64_t>(-x0, 0, s.len), hi = std::clamp<int64_t>(g.w - x0, lo, s.len);
+      if (g.uw == 1) {  // columns t with 0 <= x0 + t * sw < w read the row, the rest are padding
+        const int64_t first = x0 >= 0 ? 0 : (g.sw - 1 - x0) / g.sw, end = g.w > x0 ? (g.w - x0 + g.sw - 1) / g.sw : 0;
+        const int64_t lo = std::clamp<int64_t>(first, 0, s.len), hi = std::clamp<int64_t>(end, lo, s.len);
         for (int64_t t = 0; t < lo; ++t) d[t * cs] = A(0);
-        for (int64_t t = lo; t < hi; ++t) d[t * cs] = static_cast<A>(load(src, x0 + t));
+        if (contiguous)
+          for (int64_t t = lo; t < hi; ++t) d[t * cs] = static_cast<A>(load(src, x0 + t));
+        else
+          for (int64_t t = lo; t < hi; ++t) d[t * cs] = static_cast<A>(load(src, x0 + t * g.sw));
         for (int64_t t = hi; t < s.len; ++t) d[t * cs] = A(0);
       } else {
         for (int64_t t = 0; t < s.len; ++t) {
