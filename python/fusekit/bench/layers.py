@@ -1,5 +1,6 @@
 """Layer benchmarks, forward + backward, against torch (oneDNN on the CPU) in the same run:
-LeNet-5's two convolutions at batch 64, a CIFAR-style 64->64 3x3 convolution at batch 64,
+LeNet-5's two convolutions at batch 64, a CIFAR-style 64->64 3x3 convolution at batch 64 (and,
+beyond the goals, a stride-2 and a depthwise 3x3 convolution),
 max_pool2d 2x2 on (128, 64, 32, 32) (NCHW and channels_last), and ConvReLUMaxPool2d against torch's
 conv -> relu -> max_pool sequence."""
 from __future__ import annotations
@@ -46,6 +47,11 @@ CASES = [
     _conv_case("conv LeNet-5 C1 1->6 5x5, (64,1,32,32)", (64, 1, 32, 32), (6, 1, 5, 5), {}),
     _conv_case("conv LeNet-5 C3 6->16 5x5, (64,6,14,14)", (64, 6, 14, 14), (16, 6, 5, 5), {}),
     _conv_case("conv CIFAR 64->64 3x3 pad 1, (64,64,32,32)", (64, 64, 32, 32), (64, 64, 3, 3), dict(padding=1)),
+    # beyond the issue's goals, so users see the other common shapes too
+    _conv_case("conv stride-2 64->128 3x3 pad 1, (64,64,32,32)", (64, 64, 32, 32), (128, 64, 3, 3),
+               dict(stride=2, padding=1)),
+    _conv_case("conv depthwise 32 3x3 pad 1, (32,32,32,32)", (32, 32, 32, 32), (32, 1, 3, 3),
+               dict(padding=1, groups=32)),
     ("max_pool2d 2x2, (128,64,32,32)", _pool_case(torch.contiguous_format)),
     ("max_pool2d 2x2 channels_last, (128,64,32,32)", _pool_case(torch.channels_last)),
     ("ConvReLUMaxPool2d 1->20 5x5 + 2x2, (64,1,28,28)", _block_case),
