@@ -29,6 +29,10 @@ CASES = [
     # tail) with dilation; channel multiplier 2 with padding (k-1)d, the most the rows take
     ((2, 8, 9, 40), (8, 2, 3, 5), dict(padding=(2, 4), dilation=(1, 2), groups=4)),
     ((2, 4, 6, 7), (8, 1, 3, 3), dict(padding=2, groups=4)),
+    # CPU strided forward on phase-split rows: a 1x1 stride-2 shortcut (one phase read), and
+    # strides 3 x 2 with dilation and padding
+    ((2, 5, 11, 13), (6, 5, 1, 1), dict(stride=2)),
+    ((2, 3, 13, 17), (4, 3, 4, 3), dict(stride=(3, 2), padding=(2, 1), dilation=(1, 2))),
 ]
 
 

@@ -95,7 +95,7 @@ template <class S, class A> struct GemmConv {
   const S* bias;     // per output channel, or null
   S* out;
   int64_t out_img;   // elements between output images; channel gi*m+i, plane g.plane()
-  bool shifted() const { return g.sh == 1 && g.sw == 1 && g.uh == 1 && g.uw == 1; }
+  bool shifted() const { return g.uh == 1 && g.uw == 1; }  // not an upsampled (input-gradient) operand
 };
 
 // Calls f(n, p, t, len) for the pieces of columns [j0, j0 + len) that lie in one image.
@@ -128,18 +128,26 @@ void conv_block(const GemmConv<S, A>& c, int64_t gi, int64_t j0, int64_t nb, Til
     }
 }
 
-// Stride-1 path, no im2col: tap (ch, ky, kx) reads the zero-padded rows of channel ch shifted
-// by ky*dh rows and kx*dw columns. Columns run over the padded width wp = ow + (kw-1)dw; the
-// ones at ox >= ow compute values that are dropped. Rows [oy0, oy0 + rows) of image n.
+// Shifted path, no im2col: the zero-padded input rows split by stride phase (pack_padded_rows),
+// so tap (ch, ky, kx) reads phase (ky*dh % sh, kx*dw % sw) of channel ch shifted by
+// ky*dh / sh rows and kx*dw / sw columns: a plain shifted view, for any stride. Columns run
+// over the padded width wp = ow + (kw-1)dw / sw; the ones at ox >= ow compute values that are
+// dropped. Rows [oy0, oy0 + rows) of image n.
 struct ShiftPlan {
-  int64_t wp, rows_max, cs;  // padded width, rows per block, channel stride in the buffer
+  int64_t wp, rows_max, rows_b, cs;  // padded width, rows per block, rows per phase, channel stride
+  int64_t hx;                        // the largest column shift
+  std::unique_ptr<bool[]> used;      // phases some tap reads
 };
 
 template <class S, class A>
 ShiftPlan shift_plan(const GemmConv<S, A>& c, int64_t rows_max) {
   const ConvGeom& g = c.g;
-  const int64_t wp = g.ow + (g.kw - 1) * g.dw;
-  return {wp, rows_max, (rows_max + (g.kh - 1) * g.dh) * wp};
+  const int64_t hx = (g.kw - 1) * g.dw / g.sw, wp = g.ow + hx, rows_b = rows_max + (g.kh - 1) * g.dh / g.sh;
+  ShiftPlan sp{wp, rows_max, rows_b, g.sh * g.sw * rows_b * wp, hx, std::unique_ptr<bool[]>(new bool[g.sh * g.sw])};
+  for (int64_t p = 0; p < g.sh * g.sw; ++p) sp.used[p] = false;
+  for (int64_t ky = 0; ky < g.kh; ++ky)
+    for (int64_t kx = 0; kx < g.kw; ++kx) sp.used[ky * g.dh % g.sh * g.sw + kx * g.dw % g.sw] = true;
+  return sp;
 }
 
 template <class S, class A, class Tile>
@@ -148,9 +156,9 @@ void shift_block(const GemmConv<S, A>& c, const ShiftPlan& sp, const int64_t* of
   constexpr int NR = kNR<A>;
   const ConvGeom& g = c.g;
   const int64_t K = g.rows(), panels = ceil_div(c.m, kMR), ncols = rows * sp.wp;
-  A* buf = scratch<A>(0, g.c * sp.cs + NR + (g.kw - 1) * g.dw);
-  pack_padded_rows(g, c.in + n * g.img_stride + gi * c.in_group, oy0 - g.ph, rows + (g.kh - 1) * g.dh, sp.wp, sp.cs,
-                   buf);
+  A* buf = scratch<A>(0, g.c * sp.cs + NR + sp.hx);
+  pack_padded_rows(g, c.in + n * g.img_stride + gi * c.in_group, oy0, rows + sp.rows_b - sp.rows_max, sp.rows_b,
+                   sp.wp, sp.cs, sp.used.get(), buf);
   alignas(64) A vals[kMR * NR];
   const A* wg = c.wp + gi * panels * K * kMR;
   for (int64_t jp = 0; jp < ncols; jp += NR)
@@ -160,13 +168,13 @@ void shift_block(const GemmConv<S, A>& c, const ShiftPlan& sp, const int64_t* of
     }
 }
 
-// Row offsets of the taps in a shift_block buffer.
+// Offsets of the taps in a shift_block buffer.
 template <class S, class A> std::unique_ptr<int64_t[]> shift_offsets(const GemmConv<S, A>& c, const ShiftPlan& sp) {
   const ConvGeom& g = c.g;
   auto off = buffer<int64_t>(g.rows());
   for (int64_t k = 0; k < g.rows(); ++k) {
-    const int64_t ch = k / (g.kh * g.kw), ky = (k / g.kw) % g.kh, kx = k % g.kw;
-    off[k] = ch * sp.cs + ky * g.dh * sp.wp + kx * g.dw;
+    const int64_t ch = k / (g.kh * g.kw), r = (k / g.kw) % g.kh * g.dh, col = k % g.kw * g.dw;
+    off[k] = ch * sp.cs + ((r % g.sh * g.sw + col % g.sw) * sp.rows_b + r / g.sh) * sp.wp + col / g.sw;
   }
   return off;
 }
@@ -196,8 +204,9 @@ template <class S, class A> void run_gemm_conv(const GemmConv<S, A>& c, int thre
   const ConvGeom& g = c.g;
   const int64_t K = g.rows();
   if (c.shifted()) {  // blocks of output rows; block height changes speed, never results
-    const int64_t wp = g.ow + (g.kw - 1) * g.dw, halo = (g.kh - 1) * g.dh;
-    int64_t rows = std::clamp<int64_t>(kBlockElems / (g.c * wp) - halo, 1, g.oh);
+    // buffer elements per output row: c * sh * sw * wp (about the input's c * h/oh * w)
+    const int64_t wp = g.ow + (g.kw - 1) * g.dw / g.sw, halo = (g.kh - 1) * g.dh / g.sh;
+    int64_t rows = std::clamp<int64_t>(kBlockElems / (g.c * g.sh * g.sw * wp) - halo, 1, g.oh);
     while (rows > 1 && c.n * c.groups * ceil_div(g.oh, rows) < 4 * threads) rows = ceil_div(rows, 2);
     const ShiftPlan sp = shift_plan(c, rows);
     const auto off = shift_offsets(c, sp);

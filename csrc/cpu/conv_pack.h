@@ -92,23 +92,36 @@ void pack_cols(const ConvGeom& g, const S* in, const RowSeg* segs, int64_t nsegs
   }
 }
 
-// Zero-padded rows of one image for the stride-1 kernels: dst[ch][r][x] = in[ch][y0 + r][x - pw]
-// (0 outside the plane) for r < rows, x < wp; channel stride cs.
+// Zero-padded, phase-split rows of one image for the shifted kernels: for each channel ch and
+// phase (py, px) (py < sh, px < sw) marked in `used`,
+//   dst[ch * cs + ((py * sw + px) * rows_b + r) * wp + j] = in[ch][(i0 + r) * sh + py - ph][j * sw + px - pw]
+// (0 outside the plane) for r < rows, j < wp. With stride 1 there is one phase: plain padded rows.
 template <class S, class A>
-void pack_padded_rows(const ConvGeom& g, const S* in, int64_t y0, int64_t rows, int64_t wp, int64_t cs, A* dst) {
-  const int64_t lo = std::clamp<int64_t>(g.pw, 0, wp), hi = std::clamp<int64_t>(g.pw + g.w, lo, wp);
-  for (int64_t ch = 0; ch < g.c; ++ch)
-    for (int64_t r = 0; r < rows; ++r) {
-      A* d = dst + ch * cs + r * wp;
-      const int64_t y = y0 + r;
-      if (y < 0 || y >= g.h) {
-        for (int64_t x = 0; x < wp; ++x) d[x] = A(0);
-        continue;
-      }
-      const S* src = in + (ch * g.h + y) * g.w - g.pw;
-      for (int64_t x = 0; x < lo; ++x) d[x] = A(0);
-      for (int64_t x = lo; x < hi; ++x) d[x] = static_cast<A>(load(src, x));
-      for (int64_t x = hi; x < wp; ++x) d[x] = A(0);
+void pack_padded_rows(const ConvGeom& g, const S* in, int64_t i0, int64_t rows, int64_t rows_b, int64_t wp,
+                      int64_t cs, const bool* used, A* dst) {
+  for (int64_t py = 0; py < g.sh; ++py)
+    for (int64_t px = 0; px < g.sw; ++px) {
+      if (!used[py * g.sw + px]) continue;
+      // columns j with 0 <= j * sw + px - pw < w
+      const int64_t x0 = px - g.pw, first = x0 >= 0 ? 0 : (g.sw - 1 - x0) / g.sw;
+      const int64_t end = g.w > x0 ? (g.w - x0 + g.sw - 1) / g.sw : 0;
+      const int64_t lo = std::clamp<int64_t>(first, 0, wp), hi = std::clamp<int64_t>(end, lo, wp);
+      for (int64_t ch = 0; ch < g.c; ++ch)
+        for (int64_t r = 0; r < rows; ++r) {
+          A* d = dst + ch * cs + ((py * g.sw + px) * rows_b + r) * wp;
+          const int64_t y = (i0 + r) * g.sh + py - g.ph;
+          if (y < 0 || y >= g.h) {
+            for (int64_t j = 0; j < wp; ++j) d[j] = A(0);
+            continue;
+          }
+          const S* src = in + (ch * g.h + y) * g.w + x0;
+          for (int64_t j = 0; j < lo; ++j) d[j] = A(0);
+          if (g.sw == 1)
+            for (int64_t j = lo; j < hi; ++j) d[j] = static_cast<A>(load(src, j));
+          else
+            for (int64_t j = lo; j < hi; ++j) d[j] = static_cast<A>(load(src, j * g.sw));
+          for (int64_t j = hi; j < wp; ++j) d[j] = A(0);
+        }
     }
 }
 
