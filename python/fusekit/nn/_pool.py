@@ -96,14 +96,9 @@ class MaxPool2dFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, q):
-        lay = _Layout(x)
-        shape = (*x.shape[:-2], q.oh, q.ow)
-        out, idx = lay.new(shape, x), lay.new(shape, x, torch.int64)
-        run(MAX_FWD, q, x=lay.dense(x), out=out, indices=idx, channels_last=lay.native)
-        ctx.q, ctx.shape, ctx.lay = q, x.shape, lay
-        ctx.save_for_backward(idx)
+        out, idx = _max_forward(ctx, x, q, "indices", torch.int64)
         ctx.mark_non_differentiable(idx)
-        return lay.result(out), lay.result(idx)
+        return ctx.lay.result(out), ctx.lay.result(idx)
 
     @staticmethod
     def backward(ctx, grad_out, _grad_idx):
@@ -117,18 +112,25 @@ class MaxPool2dCodesFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, q):
-        lay = _Layout(x)
-        shape = (*x.shape[:-2], q.oh, q.ow)
-        out, codes = lay.new(shape, x), lay.new(shape, x, torch.uint8)
-        run(MAX_FWD, q, x=lay.dense(x), out=out, window_codes=codes, channels_last=lay.native)
-        ctx.q, ctx.shape, ctx.lay = q, x.shape, lay
-        ctx.save_for_backward(codes)
-        return lay.result(out)
+        out, _ = _max_forward(ctx, x, q, "window_codes", torch.uint8)
+        return ctx.lay.result(out)
 
     @staticmethod
     def backward(ctx, grad_out):
         (codes,) = ctx.saved_tensors
         return _max_backward(ctx, grad_out, window_codes=codes), None
+
+
+def _max_forward(ctx, x, q, kind: str, dtype):
+    """Runs the max-pool forward saving `kind` ("indices" or "window_codes") of dtype for
+    backward; returns (out, saved) in the kernel's layout."""
+    lay = _Layout(x)
+    shape = (*x.shape[:-2], q.oh, q.ow)
+    out, arg = lay.new(shape, x), lay.new(shape, x, dtype)
+    run(MAX_FWD, q, x=lay.dense(x), out=out, channels_last=lay.native, **{kind: arg})
+    ctx.q, ctx.shape, ctx.lay = q, x.shape, lay
+    ctx.save_for_backward(arg)
+    return out, arg
 
 
 def _max_backward(ctx, grad_out, **saved):
