@@ -107,7 +107,7 @@ template <class F> void for_each_image_piece(int64_t plane, int64_t j0, int64_t 
   }
 }
 
-// im2col path (any stride): packs columns [j0, j0 + nb) of group gi and hands every
+// im2col path (the upsampled operands of input gradients): packs columns [j0, j0 + nb) of group gi and hands every
 // kMR x kNR tile of the product to tile(row0, col0, values[kMR][kNR]).
 template <class S, class A, class Tile>
 void conv_block(const GemmConv<S, A>& c, int64_t gi, int64_t j0, int64_t nb, Tile tile) {
@@ -444,10 +444,9 @@ template <class S> void fused_block(const ConvPoolArgs& a) {
   const auto wp = forward_weights<S, A>(q, reinterpret_cast<const S*>(a.conv.weight));
   const GemmConv<S, A> c{g, q.n, q.groups, m, reinterpret_cast<const S*>(a.conv.input), g.c * q.h * q.w, wp.get(),
                          nullptr, nullptr, 0};
-  const bool shifted = c.shifted();
-  const ShiftPlan sp = shift_plan(c, g.oh);
-  const auto off = shifted ? shift_offsets(c, sp) : nullptr;
-  const int64_t ld_row = shifted ? sp.wp : g.ow, ld = round_up(g.oh * ld_row, NR);
+  const ShiftPlan sp = shift_plan(c, g.oh);  // a forward operand is never upsampled: always shifted
+  const auto off = shift_offsets(c, sp);
+  const int64_t ld_row = sp.wp, ld = round_up(g.oh * ld_row, NR);
   // The pooling over the buffer: windows indexed at row stride ld_row (no division per element).
   Pool2dParams bq = pq;
   bq.w = ld_row;
@@ -460,8 +459,7 @@ template <class S> void fused_block(const ConvPoolArgs& a) {
     auto keep = [&](int64_t r0, int64_t jp, const A* vals) {
       for (int i = 0; i < kMR; ++i) std::memcpy(buf + (r0 + i) * ld + jp, vals + i * NR, NR * sizeof(A));
     };
-    if (shifted) shift_block(c, sp, off.get(), gi, n, 0, g.oh, keep);
-    else conv_block(c, gi, n * g.plane(), g.plane(), keep);
+    shift_block(c, sp, off.get(), gi, n, 0, g.oh, keep);
     for (int64_t i = 0; i < m; ++i) {
       const int64_t ch = gi * m + i, o = (n * q.co + ch) * pooled;
       A* z = buf + i * ld;

@@ -43,11 +43,7 @@ void max2x2_fwd_vec(const A* r0, const A* r1, A* out, uint8_t* codes, int64_t n,
     code = VC{};
     const V c[3] = {f(__builtin_shuffle(a0, a1, odd)), f(__builtin_shuffle(b0, b1, even)),
                     f(__builtin_shuffle(b0, b1, odd))};
-    for (int k = 0; k < 3; ++k) {  // max_step: the first maximum, the last NaN
-      const VC take = (c[k] > best) | (c[k] != c[k]);
-      best = take ? c[k] : best;
-      code = take ? VC{} + (k + 1) : code;
-    }
+    for (int k = 0; k < 3; ++k) max_step(c[k], VC{} + (k + 1), best, code);  // lane-wise, as in max_window
   };
   int64_t ox = 0;
   for (; ox + W <= n; ox += W) {

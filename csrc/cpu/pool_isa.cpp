@@ -1,7 +1,8 @@
-// The 2x2 / stride-2 max-pool forward (pool_2x2.h) and backward (the common case), compiled once
-// per ISA: branch-free row loops, which vectorize (the generic loop in pool_elems.h runs at
-// one unpredictable branch per element on random data).
-#include <vector>
+// The 2x2 / stride-2 max-pool forward (pool_2x2.h) and backward (the common case), and the
+// fused block's ReLU + pool backward pass, compiled once per ISA: branch-free row loops, which
+// vectorize (the generic loop in pool_elems.h runs at one unpredictable branch per element on
+// random data).
+#include <memory>
 
 #include "cpu/conv_gemm.h"
 #include "cpu/plane_sum.h"
@@ -63,7 +64,8 @@ void relu_pool_backward(const ConvPoolArgs& a) {
     const S* y = reinterpret_cast<const S*>(a.out);
     S* gconv = reinterpret_cast<S*>(a.grad_conv);
     S* gb = reinterpret_cast<S*>(a.conv.grad_bias);
-    std::vector<A> sums(gb ? planes : 0);
+    // new[], not std::vector: no inline library code compiled for this ISA (see conv_pack.h)
+    const std::unique_ptr<A[]> sums(gb ? new A[planes] : nullptr);
     auto task = [&](int64_t p) {
       const int64_t o = p * out_sz;
       S* gated = static_cast<S*>(conv_scratch(0, out_sz * sizeof(S)));

@@ -92,7 +92,9 @@ FK_HOST_DEVICE void max_bwd_tile_row(const Pool2dParams& q, const S* gout, const
 }
 
 // Backward of one plane from int64 indices (CPU): tile rows when no input has two windows.
-template <class S> void max_bwd_plane(const Pool2dParams& q, const S* gout, const int64_t* idx, S* gin) {
+// Always inlined like the rest: the per-ISA files call it too, and one out-of-line copy built
+// for AVX-512 must never serve the baseline code.
+template <class S> FK_HOST_DEVICE void max_bwd_plane(const Pool2dParams& q, const S* gout, const int64_t* idx, S* gin) {
   if (pool_tiles(q)) {
     for (int64_t oy = 0; oy < q.oh; ++oy) max_bwd_tile_row<S>(q, gout, idx, gin, oy);
     // rows below the last window get no gradient

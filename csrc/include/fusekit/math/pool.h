@@ -25,10 +25,11 @@ FK_HOST_DEVICE int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p
 }
 
 // One step of torch's max scan `val > max || isnan(val)`, branch-free so CPU loops vectorize
-// (an index type I as wide as A keeps them in one vector width).
+// (an index type I as wide as A keeps them in one vector width). A and I may also be GCC
+// vectors of equal lane count and width (explicit SIMD paths): take is then a lane mask.
 template <class A, class I>
 FK_HOST_DEVICE void max_step(A v, I e, A& best, I& arg) {
-  const bool take = v > best || v != v;
+  const auto take = v > best || v != v;
   best = take ? v : best;
   arg = take ? e : arg;
 }
