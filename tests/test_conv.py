@@ -75,7 +75,7 @@ def test_conv2d_matches_torch(case, dtype, device):
 @pytest.mark.parametrize("case", CASES, ids=ids)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_direct_cpu_kernels_match_torch(case, dtype, monkeypatch):
-    """The CPU's GEMM kernels are not what the GPU runs: the direct row loops shared with the
+    """The CPU's GEMM kernels are not what the GPU runs: the element functions shared with the
     CUDA kernels are checked here on the CPU."""
     monkeypatch.setattr(_conv, "CPU_DIRECT", True)
     run_case(*case, dtype, "cpu")

@@ -1,9 +1,9 @@
 // CPU conv2d entry points: the GEMM kernels (conv_gemm_isa.cpp) by default; with
-// args.direct the row loops of conv_elems.h that csrc/cuda/conv.cu runs, so the CPU tests
-// cover the GPU's math. Direct forward: parallel over (image, output channel) planes, each accumulated tap by tap in a
-// float32 (or float64) plane buffer. Input gradient: parallel over (image, input channel).
-// Weight/bias gradients: parallel over output channels, each summed over the batch in
-// order, so every result is independent of the thread count.
+// args.direct the element functions of conv_elems.h that csrc/cuda/conv.cu runs, so the CPU
+// tests cover the GPU's math. Direct forward: parallel over (image, output channel) planes;
+// input gradient: over (image, input channel) planes; weight/bias gradients: over output
+// channels, each summed over the batch in order, so every result is independent of the
+// thread count.
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -55,13 +55,12 @@ template <class S> void forward(const ConvArgs& a) {
   const S* w = reinterpret_cast<const S*>(a.weight);
   const S* b = reinterpret_cast<const S*>(a.bias);
   S* out = reinterpret_cast<S*>(a.out);
-  const int64_t plane = q.oh * q.ow;
-  auto task = [&](int64_t t) {
+  auto task = [&](int64_t t) {  // one (image, output channel) plane
     const int64_t n = t / q.co, oc = t % q.co;
-    std::vector<A> acc(plane, b ? load(b, oc) : A(0)), tmp(plane);
-    conv_fwd_plane<S, A>(q, in + n * q.ci * q.h * q.w, w, oc, acc.data(), tmp.data());
-    S* o = out + t * plane;
-    for (int64_t e = 0; e < plane; ++e) store(o, e, acc[e]);
+    for (int64_t oy = 0; oy < q.oh; ++oy)
+      for (int64_t ox = 0; ox < q.ow; ++ox)
+        store(out, (t * q.oh + oy) * q.ow + ox,
+              conv_fwd_elem<S, A>(q, in + n * q.ci * q.h * q.w, w, oc, oy, ox, b ? A(load(b, oc)) : A(0)));
   };
   cpu::parallel_for(a.num_threads, q.n * q.co, task);
 }
@@ -74,12 +73,11 @@ template <class S> void backward(const ConvArgs& a) {
   const S* gout = reinterpret_cast<const S*>(a.grad_out);
   if (a.grad_input) {
     S* gin = reinterpret_cast<S*>(a.grad_input);
-    const int64_t plane = q.h * q.w;
-    auto task = [&](int64_t t) {
+    auto task = [&](int64_t t) {  // one (image, input channel) plane
       const int64_t n = t / q.ci, ic = t % q.ci;
-      std::vector<A> acc(plane, A(0)), tmp(plane);
-      conv_bwd_input_plane<S, A>(q, gout + n * q.co * q.oh * q.ow, w, ic, acc.data(), tmp.data());
-      for (int64_t e = 0; e < plane; ++e) store(gin + t * plane, e, acc[e]);
+      for (int64_t y = 0; y < q.h; ++y)
+        for (int64_t x = 0; x < q.w; ++x)
+          store(gin, (t * q.h + y) * q.w + x, conv_bwd_input_elem<S, A>(q, gout + n * q.co * q.oh * q.ow, w, ic, y, x));
     };
     cpu::parallel_for(a.num_threads, q.n * q.ci, task);
   }
@@ -113,9 +111,11 @@ template <class S> void conv_relu_maxpool(const ConvPoolArgs& a) {
   const int64_t plane = q.oh * q.ow, pooled = pq.oh * pq.ow;
   auto task = [&](int64_t t) {
     const int64_t n = t / q.co, oc = t % q.co;
-    std::vector<A> acc(plane, b ? load(b, oc) : A(0)), tmp(plane);
-    conv_fwd_plane<S, A>(q, in + n * q.ci * q.h * q.w, w, oc, acc.data(), tmp.data());
-    for (A& z : acc) z = z < A(0) ? A(0) : z;  // relu; NaN stays NaN, as torch.relu
+    std::vector<A> acc(plane);
+    for (int64_t e = 0; e < plane; ++e) {
+      const A z = conv_fwd_elem<S, A>(q, in + n * q.ci * q.h * q.w, w, oc, e / q.ow, e % q.ow, b ? A(load(b, oc)) : A(0));
+      acc[e] = z < A(0) ? A(0) : z;  // relu; NaN stays NaN, as torch.relu
+    }
     for (int64_t oy = 0; oy < pq.oh; ++oy)
       for (int64_t ox = 0; ox < pq.ow; ++ox) {
         A best = A(0);

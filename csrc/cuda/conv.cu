@@ -1,5 +1,5 @@
-// CUDA conv2d (reference: csrc/cpu/conv.cpp, same summation order; weight and bias
-// gradients run conv_elems.h itself). A first, direct version — one thread per output
+// CUDA conv2d: the element functions of conv_elems.h (which the CPU's direct path runs too,
+// so the CPU tests cover this math). A first, direct version — one thread per output
 // (forward), per input element (input gradient: a gather over the taps), per weight element
 // and per bias element (reductions in a fixed order, no atomics); implicit GEMM is to come.
 #include <cuda_runtime.h>
@@ -19,27 +19,10 @@ template <class S>
 __global__ void fwd_kernel(const Conv2dParams q, const S* in, const S* w, const S* b, S* out) {
   using A = compute_t<S>;
   const int64_t total = q.n * q.co * q.oh * q.ow;
-  const int64_t cig = q.ci / q.groups, cog = q.co / q.groups;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t ox = e % q.ow, oy = (e / q.ow) % q.oh, oc = (e / (q.ow * q.oh)) % q.co, n = e / (q.ow * q.oh * q.co);
-    A acc = b ? load(b, oc) : A(0);
-    const int64_t g = oc / cog;
-    for (int64_t icl = 0; icl < cig; ++icl) {  // two-level sums, in the CPU kernel's order
-      const S* in_c = in + (n * q.ci + g * cig + icl) * q.h * q.w;
-      A t = A(0);
-      for (int64_t ky = 0; ky < q.kh; ++ky) {
-        const int64_t iy = oy * q.sh - q.ph + ky * q.dh;
-        if (iy < 0 || iy >= q.h) continue;
-        for (int64_t kx = 0; kx < q.kw; ++kx) {
-          const int64_t ix = ox * q.sw - q.pw + kx * q.dw;
-          if (ix < 0 || ix >= q.w) continue;
-          t = t + load(w, ((oc * cig + icl) * q.kh + ky) * q.kw + kx) * load(in_c, iy * q.w + ix);
-        }
-      }
-      acc = acc + t;
-    }
-    store(out, e, acc);
+    store(out, e, conv_fwd_elem<S, A>(q, in + n * q.ci * q.h * q.w, w, oc, oy, ox, b ? load(b, oc) : A(0)));
   }
 }
 
@@ -47,28 +30,10 @@ template <class S>
 __global__ void bwd_input_kernel(const Conv2dParams q, const S* gout, const S* w, S* gin) {
   using A = compute_t<S>;
   const int64_t total = q.n * q.ci * q.h * q.w;
-  const int64_t cig = q.ci / q.groups, cog = q.co / q.groups;
   for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t x = e % q.w, y = (e / q.w) % q.h, ic = (e / (q.w * q.h)) % q.ci, n = e / (q.w * q.h * q.ci);
-    const int64_t g = ic / cig, icl = ic % cig;
-    A acc = A(0);
-    for (int64_t ocl = 0; ocl < cog; ++ocl) {
-      const int64_t oc = g * cog + ocl;
-      A t = A(0);
-      for (int64_t ky = 0; ky < q.kh; ++ky) {
-        const int64_t ty = y + q.ph - ky * q.dh;
-        if (ty < 0 || ty % q.sh || ty / q.sh >= q.oh) continue;
-        for (int64_t kx = 0; kx < q.kw; ++kx) {
-          const int64_t tx = x + q.pw - kx * q.dw;
-          if (tx < 0 || tx % q.sw || tx / q.sw >= q.ow) continue;
-          t = t + load(w, ((oc * cig + icl) * q.kh + ky) * q.kw + kx) *
-                      load(gout, ((n * q.co + oc) * q.oh + ty / q.sh) * q.ow + tx / q.sw);
-        }
-      }
-      acc = acc + t;
-    }
-    store(gin, e, acc);
+    store(gin, e, conv_bwd_input_elem<S, A>(q, gout + n * q.co * q.oh * q.ow, w, ic, y, x));
   }
 }
 

@@ -13,7 +13,7 @@ struct ConvArgs {
   uintptr_t stream = 0;
   int num_threads = 1;
   DType dtype = DType::Float32;
-  // CPU only: run the direct row loops the CUDA kernels use (conv_elems.h) instead of the
+  // CPU only: run the element functions the CUDA kernels use (conv_elems.h) instead of the
   // GEMM kernels, so CPU tests check the GPU's math too.
   bool direct = false;
   Conv2dParams q;

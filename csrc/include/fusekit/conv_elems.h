@@ -1,66 +1,66 @@
-// conv2d passes as row operations shared by the CPU kernels and the CUDA kernels:
-// forward and input-gradient accumulate whole output/input rows tap by tap (a direct
-// convolution, no im2col); weight and bias gradients reduce over (n, oy, ox) in a fixed
-// order. Every sum runs in the same order on both, in float32 for half types.
+// conv2d passes as element functions run by the CUDA kernels and by the CPU's direct path
+// (ConvArgs::direct, so the CPU tests cover the GPU's math): forward and input-gradient
+// elements gather their taps (a direct convolution, no im2col); weight and bias gradients
+// reduce over (n, oy, ox) in a fixed order. Half types sum in float32.
 #pragma once
 #include "fusekit/dtype.h"
 #include "fusekit/math/conv.h"
 
 namespace fusekit {
 
-// Sums are two-level everywhere: the taps of one channel pair go into `tmp`, which is then
-// added to the total channel by channel (or image by image for the weight gradient), so a
-// long reduction does not accumulate into one running sum. The CUDA kernels use the same order.
+// Sums are two-level everywhere: the taps of one channel pair are summed first, then added
+// to the total channel by channel (or row by row for the weight gradient), so a long
+// reduction does not accumulate into one running sum.
 
-// Calls f(ky, kx, oy, ox0, ox1, base) for every kernel tap and every output row it reaches:
-// outputs ox in [ox0, ox1) read input element base + ox * sw of the (padded-away) plane.
-template <class F> FK_HOST_DEVICE void for_each_tap_row(const Conv2dParams& q, F f) {
-  for (int64_t ky = 0; ky < q.kh; ++ky) {
-    int64_t oy0, oy1;
-    tap_range(q.h, q.oh, q.sh, q.ph, ky * q.dh, oy0, oy1);
-    for (int64_t kx = 0; kx < q.kw; ++kx) {
-      int64_t ox0, ox1;
-      tap_range(q.w, q.ow, q.sw, q.pw, kx * q.dw, ox0, ox1);
-      for (int64_t oy = oy0; oy < oy1; ++oy)  // integer offsets: base may lie left of the plane
-        f(ky, kx, oy, ox0, ox1, (oy * q.sh - q.ph + ky * q.dh) * q.w - q.pw + kx * q.dw);
-    }
-  }
-}
-
-// out_plane (A, oh*ow) += taps of output channel oc over its group's input channels.
+// Output element (oy, ox) of channel oc of one image: start (the bias or 0) plus, channel by
+// channel of oc's group, that channel's taps in (ky, kx) order.
 template <class S, class A>
-FK_HOST_DEVICE void conv_fwd_plane(const Conv2dParams& q, const S* in_n, const S* w, int64_t oc, A* acc, A* tmp) {
+FK_HOST_DEVICE A conv_fwd_elem(const Conv2dParams& q, const S* in_n, const S* w, int64_t oc, int64_t oy, int64_t ox,
+                               A start) {
   const int64_t cig = q.ci / q.groups, cog = q.co / q.groups, g = oc / cog;
+  A acc = start;
   for (int64_t icl = 0; icl < cig; ++icl) {
-    for (int64_t e = 0; e < q.oh * q.ow; ++e) tmp[e] = A(0);
     const S* in_c = in_n + (g * cig + icl) * q.h * q.w;
     const S* wk = w + (oc * cig + icl) * q.kh * q.kw;
-    for_each_tap_row(q, [&](int64_t ky, int64_t kx, int64_t oy, int64_t ox0, int64_t ox1, int64_t base) {
-      const A wv = load(wk, ky * q.kw + kx);
-      A* o = tmp + oy * q.ow;
-      for (int64_t ox = ox0; ox < ox1; ++ox) o[ox] = o[ox] + wv * load(in_c, base + ox * q.sw);
-    });
-    for (int64_t e = 0; e < q.oh * q.ow; ++e) acc[e] = acc[e] + tmp[e];
+    A t = A(0);
+    for (int64_t ky = 0; ky < q.kh; ++ky) {
+      const int64_t iy = oy * q.sh - q.ph + ky * q.dh;
+      if (iy < 0 || iy >= q.h) continue;
+      for (int64_t kx = 0; kx < q.kw; ++kx) {
+        const int64_t ix = ox * q.sw - q.pw + kx * q.dw;
+        if (ix < 0 || ix >= q.w) continue;
+        t = t + load(wk, ky * q.kw + kx) * load(in_c, iy * q.w + ix);
+      }
+    }
+    acc = acc + t;
   }
+  return acc;
 }
 
-// gin_plane (A, h*w) += taps of input channel ic over its group's output channels.
+// Input-gradient element (y, x) of channel ic of one image: output channel by output channel
+// of ic's group, the taps (in (ky, kx) order) whose window reads (y, x): a gather, no scatter.
 template <class S, class A>
-FK_HOST_DEVICE void conv_bwd_input_plane(const Conv2dParams& q, const S* gout_n, const S* w, int64_t ic, A* acc,
-                                         A* tmp) {
+FK_HOST_DEVICE A conv_bwd_input_elem(const Conv2dParams& q, const S* gout_n, const S* w, int64_t ic, int64_t y,
+                                     int64_t x) {
   const int64_t cig = q.ci / q.groups, cog = q.co / q.groups, g = ic / cig, icl = ic % cig;
+  A acc = A(0);
   for (int64_t ocl = 0; ocl < cog; ++ocl) {
-    for (int64_t e = 0; e < q.h * q.w; ++e) tmp[e] = A(0);
     const int64_t oc = g * cog + ocl;
     const S* go = gout_n + oc * q.oh * q.ow;
     const S* wk = w + (oc * cig + icl) * q.kh * q.kw;
-    for_each_tap_row(q, [&](int64_t ky, int64_t kx, int64_t oy, int64_t ox0, int64_t ox1, int64_t base) {
-      const A wv = load(wk, ky * q.kw + kx);
-      for (int64_t ox = ox0; ox < ox1; ++ox)
-        tmp[base + ox * q.sw] = tmp[base + ox * q.sw] + wv * load(go, oy * q.ow + ox);
-    });
-    for (int64_t e = 0; e < q.h * q.w; ++e) acc[e] = acc[e] + tmp[e];
+    A t = A(0);
+    for (int64_t ky = 0; ky < q.kh; ++ky) {
+      const int64_t ty = y + q.ph - ky * q.dh;
+      if (ty < 0 || ty % q.sh || ty / q.sh >= q.oh) continue;
+      for (int64_t kx = 0; kx < q.kw; ++kx) {
+        const int64_t tx = x + q.pw - kx * q.dw;
+        if (tx < 0 || tx % q.sw || tx / q.sw >= q.ow) continue;
+        t = t + load(wk, ky * q.kw + kx) * load(go, ty / q.sh * q.ow + tx / q.sw);
+      }
+    }
+    acc = acc + t;
   }
+  return acc;
 }
 
 // d loss / d w[oc, icl, ky, kx] over images [n0, n1), rows oy in order.

@@ -71,7 +71,7 @@ def prepare(x, weight, bias, stride, padding, dilation, groups):
     return x, q
 
 
-# True: the CPU runs the direct row loops the CUDA kernels run (conv_elems.h) instead of
+# True: the CPU runs the element functions the CUDA kernels run (conv_elems.h) instead of
 # its GEMM kernels, so tests check the GPU's math on a machine without one.
 CPU_DIRECT = False
 
@@ -143,9 +143,9 @@ class ConvReLUMaxPoolFn(torch.autograd.Function):
         # 2x2/2 pools save a byte per output (the maximum's place in its window), others int64 indices
         codes = _C.pool2d_window_codes(pq)
         arg = new_output(shape, x, torch.uint8 if codes else torch.int64)
-        a = _block_args(conv, pq, out, arg, codes)
+        a = _block_args(conv, pq, out, arg)
         _C.conv_relu_maxpool_forward(a)
-        ctx.q, ctx.pq, ctx.has_bias, ctx.codes = q, pq, bias is not None, codes
+        ctx.q, ctx.pq, ctx.has_bias = q, pq, bias is not None
         ctx.save_for_backward(xc, wc, out, arg)
         return out
 
@@ -155,16 +155,17 @@ class ConvReLUMaxPoolFn(torch.autograd.Function):
         go = grad_out.contiguous()
         conv, (gx, gw, gb) = _grad_args(ctx, xc, wc, go)
         gconv = new_output((*xc.shape[:-3], ctx.q.co, ctx.q.oh, ctx.q.ow), go)  # written whole by the kernel
-        a = _block_args(conv, ctx.pq, out, arg, ctx.codes)
+        a = _block_args(conv, ctx.pq, out, arg)
         a.grad_out, a.grad_conv = go.data_ptr(), gconv.data_ptr()
         _C.conv_relu_maxpool_backward(a)
         return gx, gw, gb, None, None
 
 
-def _block_args(conv, pq, out, arg, codes: bool):
+def _block_args(conv, pq, out, arg):
+    """ConvPoolArgs; arg holds uint8 window codes or int64 indices."""
     a = _C.ConvPoolArgs()
     a.conv, a.pool, a.out = conv, pq, out.data_ptr()
-    if codes:
+    if arg.dtype == torch.uint8:
         a.window_codes = arg.data_ptr()
     else:
         a.indices = arg.data_ptr()
