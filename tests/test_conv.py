@@ -4,7 +4,7 @@ import torch
 
 import fusekit.nn as fnn
 import fusekit.nn.functional as F
-from fusekit.nn import _conv
+from fusekit._backend import conv as _conv
 from test_pool import close_or_better
 
 CASES = [

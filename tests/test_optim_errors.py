@@ -75,7 +75,7 @@ def test_unsupported_device_and_dtype(name):
     meta = torch.nn.Parameter(torch.empty(3, device="meta"))
     meta.grad = torch.empty(3, device="meta")
     opt.add_param_group({"params": [meta]})
-    with pytest.raises(TypeError, match="fusekit kernels run on CPU and CUDA tensors, not on device 'meta'"):
+    with pytest.raises(RuntimeError, match="fusekit kernels run on CPU and CUDA tensors, not on device 'meta'"):
         opt.step()
     assert_unchanged(ps, opt, snap)
     opt.param_groups.pop()
@@ -173,18 +173,28 @@ def test_unhonourable_flag_combinations(name):
 
 
 def test_core_rejects_inconsistent_tables():
+    def sgd(a):
+        _C.optimizer_step(_C.Rule.SGD, a, _C.SGDHyper())
+
     args = _C.StepArgs()
     args.nslots, args.count = 2, 2
     args.ptrs = [1, 2, 3]
     args.numels = [1, 1]
     with pytest.raises(ValueError, match="pointer table size does not match nslots \\* count"):
-        _C.sgd_step(args, _C.SGDHyper())
+        sgd(args)
     args.ptrs = [0, 0, 0, 0]
-    with pytest.raises(ValueError, match="null data pointer for a non-empty tensor"):
-        _C.sgd_step(args, _C.SGDHyper())
+    with pytest.raises(ValueError, match="nbytes must give one size per pointer"):
+        sgd(args)
+    args.nbytes = [4, 4, 4, 4]
+    with pytest.raises(ValueError, match="null data pointer for a buffer of 4 bytes"):
+        sgd(args)
+    args.ptrs, args.nbytes = [1, 2, 3, 4], [4, 4, 2, 4]  # a half-size buffer where a float32 is needed
+    with pytest.raises(ValueError, match="the buffer has 2 bytes where the call's sizes need 4"):
+        sgd(args)
     args.nslots = 3
     args.ptrs = [1, 2, 3, 4, 5, 6]
+    args.nbytes = [4] * 6
     with pytest.raises(ValueError, match="slot count does not match the optimizer's options"):
-        _C.sgd_step(args, _C.SGDHyper())
+        sgd(args)
     with pytest.raises(ValueError, match="unknown dtype code"):
         args.dtype = 9

@@ -12,6 +12,7 @@
 #include "fusekit/launch_plan.h"
 #include "fusekit/norm_args.h"
 #include "fusekit/norm_finish.h"
+#include "fusekit/norm_tail.h"
 
 namespace fusekit::cuda {
 namespace {
@@ -81,16 +82,12 @@ __global__ void tensor_norms_kernel(const __grid_constant__ FinishBatch b, NormK
 // norms is read through a copy-free scratch pass: the per-tensor norms stay in norms_out,
 // the total's intermediate values go to ws (free again after tensor_norms_kernel).
 __global__ void total_kernel(NormKind k, double p, DType d, const double* norms, double* scratch, int64_t n,
-                             double* total,
-                             double* total_unscaled, const float* grad_scale, double max_norm,
-                             const float* max_norm_ptr, float* coef) {
+                             double* total, const NormTail tail) {
   if (blockIdx.x != 0 || threadIdx.x != 0) return;
   for (int64_t i = 0; i < n; ++i) scratch[i] = norms[i];
   const double t = finish_total_norm(k, p, d, scratch, n);
   *total = t;
-  const double u = grad_scale ? round_to(d, t / *grad_scale) : t;
-  if (total_unscaled) *total_unscaled = u;
-  if (coef) *coef = static_cast<float>(clip_coefficient(d, u, max_norm_ptr ? *max_norm_ptr : max_norm));
+  norm_tail(tail, t);
 }
 
 template <NormKind K>
@@ -147,10 +144,7 @@ void tensor_norms(const NormArgs& a) {
     FK_CUDA_CHECK(cudaGetLastError());
   }
   total_kernel<<<1, 1, 0, stream>>>(k, a.norm_type, a.total_dtype, norms, ws, a.count,
-                                    reinterpret_cast<double*>(a.total_out),
-                                    reinterpret_cast<double*>(a.total_unscaled_out),
-                                    reinterpret_cast<const float*>(a.grad_scale), a.max_norm,
-                                    reinterpret_cast<const float*>(a.max_norm_ptr), reinterpret_cast<float*>(a.coef_out));
+                                    reinterpret_cast<double*>(a.total_out), norm_tail_of(a));
   FK_CUDA_CHECK(cudaGetLastError());
 }
 

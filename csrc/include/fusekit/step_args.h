@@ -17,6 +17,7 @@ struct StepArgs {
   int64_t count = 0;        // tensors
   std::vector<uintptr_t> ptrs;    // nslots * count, slot-major
   std::vector<int64_t> numels;    // count
+  std::vector<int64_t> nbytes;    // nslots * count: bytes of the tensor behind each pointer (checked)
   std::vector<uintptr_t> steps;   // float* step per tensor (empty for SGD)
   std::vector<uintptr_t> mu_products;  // float* per tensor (NAdam)
   std::vector<uint8_t> first;     // SGD: momentum buffer starts this step
