@@ -17,7 +17,7 @@ namespace {
 // their descriptors (vectorcall), which skips the bound-method object of t.data_ptr().
 struct TensorApi {
   PyObject *data_ptr, *is_contiguous, *numel, *get_device, *nbytes;
-  PyObject *grad, *local, *dtype, *layout, *shape, *strided;
+  PyObject *grad, *local, *dtype, *shape, *is_cuda;
 };
 
 const TensorApi& api() {
@@ -27,8 +27,8 @@ const TensorApi& api() {
     auto keep = [](py::object o) { return o.release().ptr(); };  // immortal for the process
     return TensorApi{keep(base.attr("data_ptr")),  keep(base.attr("is_contiguous")), keep(base.attr("numel")),
                      keep(base.attr("get_device")), keep(py::str("nbytes")),         keep(py::str("grad")),
-                     keep(py::str("_local_tensor")), keep(py::str("dtype")),         keep(py::str("layout")),
-                     keep(py::str("shape")),         keep(torch.attr("strided"))};
+                     keep(py::str("_local_tensor")), keep(py::str("dtype")),         keep(py::str("shape")),
+                     keep(py::str("is_cuda"))};
   }();
   return a;
 }
@@ -172,16 +172,17 @@ void StepTable::lay_out() {
 
 bool StepTable::check_grad(const Member& m, py::handle g) const {
   // Gradients are new tensors each step after zero_grad(set_to_none=True), so each is
-  // checked against what the table was built with: dtype, layout, shape, device (the
-  // kernel's reads depend on them) and contiguity. No reference to it is kept: holding
+  // checked against what the table was built with: dtype, shape, device (the kernel's
+  // reads depend on them) and a contiguous strided layout. No reference to it is kept: holding
   // last step's gradients would keep their memory alive through the next backward.
   if (attr(g, api().dtype).ptr() != m.grad_dtype.ptr()) return false;
-  if (attr(g, api().layout).ptr() != api().strided) return false;
   const int same_shape = PyObject_RichCompareBool(attr(g, api().shape).ptr(), m.grad_shape.ptr(), Py_EQ);
   if (same_shape < 0) throw py::error_already_set();
   if (!same_shape) return false;
-  if (call_int(api().get_device, g.ptr()) != buckets_[m.bucket].args.device) return false;
-  return is_contiguous(g);
+  const int device = buckets_[m.bucket].args.device;
+  if ((attr(g, api().is_cuda).ptr() == Py_True) != (device >= 0)) return false;
+  if (device >= 0 && call_int(api().get_device, g.ptr()) != device) return false;
+  return is_contiguous(g);  // False for sparse layouts too
 }
 
 bool StepTable::refresh_member(Member& m) {
@@ -197,8 +198,8 @@ bool StepTable::refresh_member(Member& m) {
   if (m.dtensor) g = attr(g, api().local);
   if (!check_grad(m, g)) return false;
   a.ptrs[n + m.slot] = data_ptr(g);
-  // the optimizer state: the same entries as at build, at the same addresses
-  if (item(state_, m.param) != m.state_dict.ptr()) return false;
+  // the optimizer state: the same entries as at build, at the same addresses (the mapping
+  // param -> state dict is versioned in Python: optim/_state.py)
   for (size_t k = 0; k < names_.size(); ++k) {
     if (item(m.state_dict, names_[k]) != m.holders[k].ptr()) return false;
     if (m.dtensor && attr(m.holders[k], api().local).ptr() != m.locals[k + 2].ptr()) return false;
@@ -211,12 +212,19 @@ bool StepTable::refresh_member(Member& m) {
 
 bool StepTable::refresh() {
   if (!laid_out_) lay_out();
-  if (static_cast<size_t>(PyList_GET_SIZE(params_.ptr())) != members_.size() + without_grad_.size()) return false;
-  for (int64_t i : without_grad_)
-    if (!attr(PyList_GET_ITEM(params_.ptr(), i), api().grad).is_none()) return false;
-  for (Member& m : members_)
-    if (!refresh_member(m)) return false;
-  return true;
+  try {
+    if (static_cast<size_t>(PyList_GET_SIZE(params_.ptr())) != members_.size() + without_grad_.size()) return false;
+    for (int64_t i : without_grad_)
+      if (!attr(PyList_GET_ITEM(params_.ptr(), i), api().grad).is_none()) return false;
+    for (Member& m : members_)
+      if (!refresh_member(m)) return false;
+    return true;
+  } catch (py::error_already_set&) {
+    // Anything that cannot even be read the usual way (a sparse gradient's data_ptr, say)
+    // is a change: the caller's full validation then raises the proper error.
+    PyErr_Clear();
+    return false;
+  }
 }
 
 void StepTable::launch(int bucket, double lr, uintptr_t lr_ptr, bool capturable, uintptr_t grad_scale,

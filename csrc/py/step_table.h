@@ -3,8 +3,9 @@
 // validation and reused while every tensor behind them is unchanged.
 //
 // refresh() re-reads each pointer through the Python C API (no per-tensor Python code):
-// the group's param list, each param's data and gradient, the optimizer's state entries
-// and, for DTensors, their local shards. Anything that differs from the build (a new
+// the group's param list, each param's data and gradient, its state entries and, for
+// DTensors, their local shards (the mapping from params to state dicts is versioned on the
+// Python side: optim/_state.py). Anything that differs from the build (a new
 // gradient layout, p.data replaced, state swapped or reloaded, a gradient appearing or
 // vanishing) makes it return false without writing anything; Python then validates and
 // rebuilds. New gradient tensors of the same layout (zero_grad(set_to_none=True)) are

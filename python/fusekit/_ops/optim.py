@@ -7,7 +7,9 @@ costs more than the whole step on small models.
 fusekit::<rule>_step_(params, grads, state0, state1, state2, steps, mu_products, first, *,
 lr, lr_tensor, <the rule's hyper-parameters>, grad_scale, found_inf, clip_coef): unused
 state lists are empty; lr_tensor, when given, overrides lr (read on the device for
-capturable CUDA steps).
+capturable CUDA steps). `first` is a uint8 CPU tensor of one flag per parameter (SGD: the
+momentum buffer starts on this step), read and cleared by the op: a compiled graph then
+serves the first step and all later ones (flags baked into a graph could not change).
 """
 from __future__ import annotations
 
@@ -23,10 +25,15 @@ def _step_impl(rule: str, fields: tuple):
              found_inf, clip_coef, **hyper):
         if not params:
             return
+        flags = first.tolist() if first.numel() else None
+        if flags is not None and any(flags) and found_inf is not None and float(found_inf) != 0.0:
+            return  # a skipped step must not consume the first-step flags
         slots = [params, grads] + [s for s in (state0, state1, state2) if s]
         run_lists(rule, make_hyper(rule, hyper), slots, steps=steps or None, mus=mu_products or None,
-                  first=first or None, lr=lr, lr_tensor=lr_tensor, grad_scale=grad_scale, found_inf=found_inf,
+                  first=flags, lr=lr, lr_tensor=lr_tensor, grad_scale=grad_scale, found_inf=found_inf,
                   clip_coef=clip_coef)
+        if flags is not None:
+            first.zero_()
     return impl
 
 
@@ -41,7 +48,7 @@ def _define_steps() -> None:
         h = hyper_cls()
         hyper = ", ".join(f"{'bool' if isinstance(getattr(h, f), bool) else 'float'} {f}" for f in fields)
         define(f"{rule}_step_(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] state0, Tensor(d!)[] state1, "
-               f"Tensor(e!)[] state2, Tensor(f!)[] steps, Tensor(g!)[] mu_products, bool[] first, *, float lr, "
+               f"Tensor(e!)[] state2, Tensor(f!)[] steps, Tensor(g!)[] mu_products, Tensor(h!) first, *, float lr, "
                f"Tensor? lr_tensor, {hyper}, Tensor? grad_scale, Tensor? found_inf, Tensor? clip_coef) -> ()",
                _step_impl(rule, fields), _step_fake)
 

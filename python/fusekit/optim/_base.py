@@ -21,6 +21,7 @@ from .._backend import norm as _norm
 from .._backend.optim import StepTable, make_hyper, run_lists
 from . import _checks as C
 from ._plan import GroupPlan
+from ._state import tracked
 
 _SUPPORTED = frozenset(DTYPE_CODES) | {torch.complex64, torch.complex128}
 _GLOBAL_PRE_HOOKS = getattr(_torch_optimizer, "_global_optimizer_pre_hooks", {})
@@ -56,8 +57,10 @@ class FusedOptimizer(Optimizer):
         self._fk_init()
 
     def _fk_init(self) -> None:
+        self.state = tracked(self.state)
         self._fk_plans: dict = {}    # param group index -> GroupPlan
         self._fk_fresh: set = set()  # SGD: params whose momentum buffer starts on their next step
+        self._fk_first_flags: dict = {}  # compiled steps: group index -> those flags as a tensor
         self._last_norm = None
 
     # ---- subclass API ------------------------------------------------------------------
@@ -187,6 +190,9 @@ class FusedOptimizer(Optimizer):
     def _build_stale(self, plans, stale, checked) -> list[GroupPlan]:
         for gi in stale:
             plans[gi] = self._fk_plans[gi] = self._build_plan(gi, self.param_groups[gi], checked[gi])
+        if stale:  # the builds may have added state entries (each param is in one group only)
+            for p in plans:
+                p.state_version = self.state.version
         return [p for p in plans if p.params]
 
     def _check_group(self, gi: int, group: dict) -> list:
@@ -265,7 +271,8 @@ class FusedOptimizer(Optimizer):
     def _init_group(self, group: dict, params: list, grads: list, state0: list, state1: list, state2: list,
                     steps: list, mus: list, first: list) -> bool:
         """Validates the group, creates missing state and fills the op's lists (local
-        shards for DTensors). Called eagerly by Dynamo, as torch's optimizers' _init_group."""
+        shards for DTensors; `first` gets the group's first-step flags tensor, which the op
+        reads and clears). Called eagerly by Dynamo, as torch's optimizers' _init_group."""
         gi = next(i for i, g in enumerate(self.param_groups) if g is group)
         members = self._check_group(gi, group)
         plan = self._build_plan(gi, group, members)
@@ -280,8 +287,12 @@ class FusedOptimizer(Optimizer):
                 steps.append(st["step"])
             if self._has_mu_product:
                 mus.append(st["mu_product"])
-            first.append(p in self._fk_fresh)
+        if self.grad_norms is not None and plan.params:
+            self.grad_norms.rings(local(plan.params[0]).device)  # made here, not inside the graph
+        flags = torch.tensor([p in self._fk_fresh for p in plan.params], dtype=torch.uint8)
         self._fk_fresh.difference_update(plan.params)
+        self._fk_first_flags[gi] = flags  # the compiled graph holds it by weak reference
+        first.append(flags)
         return plan.complex
 
     def _traced_step(self, closure=None):
@@ -296,17 +307,19 @@ class FusedOptimizer(Optimizer):
             params, grads, s0, s1, s2, steps, mus, first = [], [], [], [], [], [], [], []
             self._init_group(group, params, grads, s0, s1, s2, steps, mus, first)
             if params:
-                work.append((group, params, grads, s0, s1, s2, steps, mus, first))
+                work.append((group, params, grads, s0, s1, s2, steps, mus, first[0]))
         coef = None
         if self.grad_norms is not None and work:
             coef = self._traced_norm([g for w in work for g in w[2]], grad_scale, found_inf)
         op = getattr(torch.ops.fusekit, f"{self._rule}_step_")
         for group, params, grads, s0, s1, s2, steps, mus, first in work:
             lr = group["lr"]
-            tensor_lr = isinstance(lr, torch.Tensor)
-            op(params, grads, s0, s1, s2, steps, mus, first, lr=0.0 if tensor_lr else lr,
-               lr_tensor=lr if tensor_lr else None, grad_scale=grad_scale, found_inf=found_inf, clip_coef=coef,
-               **self._hyper_fields(group))
+            # A float lr as a tensor, made by an addition: Dynamo then traces the float as an
+            # input (after one recompile, as for torch's optimizers) instead of baking each
+            # value a scheduler sets (torch.tensor(lr) and kin specialise it).
+            lr = lr if isinstance(lr, torch.Tensor) else torch.zeros((), dtype=torch.float64) + lr
+            op(params, grads, s0, s1, s2, steps, mus, first, lr=0.0, lr_tensor=lr, grad_scale=grad_scale,
+               found_inf=found_inf, clip_coef=coef, **self._hyper_fields(group))
         return loss
 
     def _traced_norm(self, grads, grad_scale, found_inf):

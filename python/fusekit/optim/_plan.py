@@ -24,11 +24,15 @@ class GroupPlan:
         self.dtensor = any(local(p) is not p for p in self.params)
         self.complex = any(p.is_complex() for p in self.params)
         self.capturable = bool(group.get("capturable") or group.get("fused"))
+        self.state = opt.state
+        self.state_version = opt.state.version
 
     def current(self, group: dict) -> bool:
         """True while nothing changed since the build: the same group and options, and (the
         table's native check) the same tensors. Plans on the general path are rebuilt."""
-        return (self.table is not None and group is self.group and options_key(group) == self.key
+        state = self.opt.state
+        return (self.table is not None and group is self.group and state is self.state
+                and state.version == self.state_version and options_key(group) == self.key
                 and self.table.table.refresh())
 
     def launch(self, grad_scale, found_inf, coef) -> None:
