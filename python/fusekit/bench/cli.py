@@ -86,6 +86,8 @@ def parse(argv):
                          "(default: AdamW; compiling one step takes 15 s to minutes on 2 cores)")
     ap.add_argument("--device", choices=["cpu", "cuda"], action="append",
                     help="default: cpu, plus cuda when fusekit's CUDA kernels and a GPU are available")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads(N) first (fusekit's CPU kernels follow it); "
+                                                  "1 keeps a busy machine's descheduled threads out of the ratios")
     ap.add_argument("--max-norm", type=float, default=1.0, help="clip threshold for the clip suite")
     ap.add_argument("--warmup", type=int, help="untimed calls per candidate (default 3)")
     ap.add_argument("--reps", type=int, help="fewest samples per candidate (default 7)")
@@ -168,6 +170,8 @@ def plan(args, preset, devices, skipped):
 def main(argv=None) -> int:
     t_start = time.perf_counter()
     args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     preset = dict(PRESETS["smoke" if args.smoke else "quick" if args.quick else "default"])
     preset["cfg"] = dataclasses.replace(preset["cfg"], **{k: v for k, v in dict(
         warmup=args.warmup, reps=args.reps, budget_s=args.budget).items() if v is not None})

@@ -37,8 +37,8 @@ def plot(rows: list[dict], path: str, title: str = "") -> None:
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.axvline(1.0, color="black", lw=0.8)
-    ax.set_xlabel("fusekit speedup = peer median / fusekit median (bars: interquartile interval; "
-                  "hollow: flagged, spread swamps the ratio)", fontsize=8)
+    ax.set_xlabel("fusekit speedup = peer median / fusekit median; bars: interquartile interval; hollow: flagged "
+                  "(~ either side of 1, ? size uncertain, L machine busy)", fontsize=8)
     handles = [plt.Line2D([], [], marker="o", ls="", color=col, label=p) for p, col in COLORS.items()
                if any(c.get("peer") == p for _, c, _ in items)]
     ax.legend(handles=handles, fontsize=7, loc="lower right")

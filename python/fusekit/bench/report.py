@@ -76,4 +76,5 @@ def summary(rows: list[dict]) -> str:
     count = {f: sum(f in c["flag"] for c in comps) for f in (FLAG_SIGN, FLAG_SIZE, FLAG_LOAD)}
     return (f"{len(comps)} ratios: {sum(not c['flag'] for c in comps)} unflagged, {count[FLAG_SIGN]} flagged "
             f"{FLAG_SIGN} (either side of 1), {count[FLAG_SIZE]} {FLAG_SIZE} (size uncertain), {count[FLAG_LOAD]} "
-            f"{FLAG_LOAD} (machine busy)")
+            f"{FLAG_LOAD} (machine busy)" + ("\nThe machine was busy: rerun when it is idle, or with --threads 1 so "
+                                             "no candidate waits for a descheduled thread." if count[FLAG_LOAD] else ""))
