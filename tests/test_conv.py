@@ -183,3 +183,38 @@ def test_errors(call, exc, msg):
     with pytest.raises(exc, match=msg.replace("(", "\\(").replace(")", "\\)")):
         call(x, w)
     assert torch.equal(x, xb) and torch.equal(w, wb)
+
+
+CL = torch.channels_last
+MEMORY_FORMATS = {
+    # (input shape, input format, weight shape, weight format): torch's output format follows
+    # c10's stride-based suggest_memory_format of either operand
+    "x channels_last": ((2, 3, 8, 8), CL, (4, 3, 3, 3), None),
+    "x channels_last, 1 channel": ((2, 1, 8, 8), CL, (4, 1, 3, 3), None),
+    "weight channels_last, x contiguous": ((2, 3, 8, 8), None, (4, 3, 3, 3), CL),
+    "both channels_last": ((2, 3, 8, 8), CL, (4, 3, 3, 3), CL),
+    "1x1 kernel, contiguous": ((2, 3, 8, 8), None, (4, 3, 1, 1), None),
+    "1x1 kernel channels_last": ((2, 3, 8, 8), None, (4, 3, 1, 1), CL),
+    "x 1x1 plane channels_last": ((2, 3, 1, 1), CL, (4, 3, 1, 1), None),
+    "one output channel": ((2, 3, 8, 8), CL, (1, 3, 3, 3), None),
+}
+
+
+@pytest.mark.parametrize("case", list(MEMORY_FORMATS))
+def test_output_and_gradient_memory_format_is_torchs(case, device):
+    xs, xf, ws, wf = MEMORY_FORMATS[case]
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(xs, generator=g).to(device)
+    w0 = torch.randn(ws, generator=g).to(device)
+    x0 = x0.contiguous(memory_format=xf) if xf else x0
+    w0 = w0.contiguous(memory_format=wf) if wf else w0
+    res = []
+    for fn in (F.conv2d, torch.nn.functional.conv2d):
+        x, w = x0.clone(memory_format=torch.preserve_format).requires_grad_(), \
+            w0.clone(memory_format=torch.preserve_format).requires_grad_()
+        y = fn(x, w, padding=1 if ws[-1] == 3 else 0)
+        gx, gw = torch.autograd.grad(y, [x, w], torch.ones_like(y))
+        res.append((y, gx, gw))
+    for a, b in zip(*res):
+        assert a.stride() == b.stride(), (case, a.stride(), b.stride())
+        torch.testing.assert_close(a, b)

@@ -40,7 +40,7 @@ def close_or_better(ours, theirs, exact):
     """float32/64: assert_close to torch, or, where two valid summation orders differ by more
     than that (long reductions such as conv weight gradients, where torch's own error
     against float64 is of the same size), within 2x torch's error against float64 — the
-    rule DESIGN.md §4 sets for half types. float16/bfloat16: that rule directly."""
+    rule architecture.md §4 sets for half types. float16/bfloat16: that rule directly."""
     if ours.dtype in (torch.float32, torch.float64):
         try:
             torch.testing.assert_close(ours, theirs)

@@ -1,4 +1,4 @@
-// The eager hot path of a fused optimizer step (DESIGN.md §2.6): one param group's kernel
+// The eager hot path of a fused optimizer step (architecture.md §2.6): one param group's kernel
 // argument tables (pointers, sizes, hyper-parameters), built once by Python after full
 // validation and reused while every tensor behind them is unchanged.
 //

@@ -1,4 +1,4 @@
-"""Learning-rate warmup done right (Deep Learning Tuning Playbook; DESIGN.md §3).
+"""Learning-rate warmup done right (Deep Learning Tuning Playbook; architecture.md §3).
 
 LinearWarmup: optimizer step k = 1..warmup_steps runs at base_lr * k / warmup_steps (the
 ramp from 0 without a wasted first update at lr = 0), then at base_lr, or under an `after`

@@ -1,4 +1,4 @@
-// Native re-check of the buffers an entry point is handed (DESIGN.md §2.6). Every pointer
+// Native re-check of the buffers an entry point is handed (architecture.md §2.6). Every pointer
 // comes with the byte size of the tensor behind it; the entry point compares it with what
 // its own extents require before any kernel runs, so whatever a caller passes (a stale
 // traced size, a wrong dtype), no kernel touches memory it was not given.

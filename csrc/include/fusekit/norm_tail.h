@@ -1,6 +1,6 @@
 // What follows a total gradient norm, the same on the CPU and in the CUDA finishing kernel:
 // unscale it (AMP), derive the clip coefficient torch's way, and record both in the
-// GradNormMonitor rings (DESIGN.md §3: log the unclipped norm every step). A plain struct of
+// GradNormMonitor rings (architecture.md §3: log the unclipped norm every step). A plain struct of
 // pointers, so a kernel can take it by value; every pointer is in the call's memory space.
 #pragma once
 #include <cmath>

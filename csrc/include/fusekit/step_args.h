@@ -1,5 +1,5 @@
 // Arguments of one fused optimizer step call: a list of tensors of one dtype on one device,
-// as raw pointers (DESIGN.md §2.1: the core never sees a torch::Tensor).
+// as raw pointers (architecture.md §2.1: the core never sees a torch::Tensor).
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -1,4 +1,4 @@
-"""The one boundary between torch tensors and the C++/CUDA kernels (DESIGN.md §2.1, §2.6).
+"""The one boundary between torch tensors and the C++/CUDA kernels (architecture.md §2.1, §2.6).
 
 Only this package turns tensors into kernel arguments (pointers, byte sizes, dtype codes,
 devices, streams) and calls fusekit._C's kernels: common.py (what every call shares),

@@ -79,6 +79,19 @@ def memory_format(*tensors) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def in_format(t: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """t laid out in fmt with the strides torch.empty(..., memory_format=fmt) gives: where a
+    size-1 dimension makes two stride sets describe the same memory (one channel, a 1x1
+    plane), torch's outputs carry the canonical ones."""
+    t = t.contiguous(memory_format=fmt)
+    if fmt == torch.channels_last and t.dim() == 4:
+        n, c, h, w = t.shape
+        want = (h * w * c, 1, w * c, c)
+        if t.stride() != want:
+            t = t.as_strided(t.shape, want)
+    return t
+
+
 def _suggests_channels_last(t: torch.Tensor) -> bool:
     if torch.jit.is_tracing():  # sizes are traced tensors there: the layout's plain reading
         return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()

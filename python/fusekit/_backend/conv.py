@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from .common import DTYPE_CODES, buf, memory_format, new_output, set_launch
+from .common import DTYPE_CODES, buf, in_format, memory_format, new_output, set_launch
 
 # True: the CPU runs the element functions the CUDA kernels run (conv_elems.h) instead of
 # its GEMM kernels, so tests check the GPU's math on a machine without one.
@@ -105,7 +105,7 @@ def forward(x, w, bias, stride, padding, dilation, groups) -> torch.Tensor:
     a.bias, a.bias_nbytes = buf(bc)
     a.out, a.out_nbytes = buf(out)
     _C.conv2d_forward(a)
-    return out.contiguous(memory_format=fmt)
+    return in_format(out, fmt)
 
 
 def backward(grad_out, x, w, x_shape, w_shape, stride, padding, dilation, groups, channels_last: bool,
@@ -140,8 +140,7 @@ def backward(grad_out, x, w, x_shape, w_shape, stride, padding, dilation, groups
     a.grad_weight, a.grad_weight_nbytes = buf(gw)
     if need_input or need_weight:
         _C.conv2d_backward(a)
-    return (None if gx is None else gx.contiguous(memory_format=fmt),
-            None if gw is None else gw.contiguous(memory_format=fmt))
+    return (None if gx is None else in_format(gx, fmt), None if gw is None else in_format(gw, fmt))
 
 
 # ---- the fused block ------------------------------------------------------------------

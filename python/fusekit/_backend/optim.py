@@ -103,6 +103,24 @@ class StepTable:
         # the gradients' promoted dtype: their dtypes cannot change without a rebuild
         self.real = real_dtype(functools.reduce(torch.promote_types, (p.grad.dtype for p in self.params)))
 
+    def launch(self, lr, grad_scale, found_inf, clip_coef, capturable: bool) -> None:
+        """Runs every bucket's kernel with this step's scalars (tensors are read by the
+        kernel where they live on its device; lr too for capturable CUDA steps)."""
+        threads = torch.get_num_threads()
+        for b, device in enumerate(self.devices):
+            keep = []
+
+            def ptr(t):
+                if t is None:
+                    return 0
+                t = t.detach().to(device=device, dtype=torch.float32)
+                keep.append(t)
+                return t.data_ptr()
+            cap = capturable and device.type == "cuda"
+            lr_ptr = ptr(lr.reshape(())) if cap and isinstance(lr, torch.Tensor) else 0
+            self.table.launch(b, 0.0 if lr_ptr else float(lr), lr_ptr, cap, ptr(grad_scale), ptr(found_inf),
+                              ptr(clip_coef), threads, current_stream(device))
+
     @staticmethod
     def applies(tensors) -> bool:
         """The table holds flat contiguous tensors; anything else takes the general path."""

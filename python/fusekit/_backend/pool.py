@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from .common import DTYPE_CODES, buf, memory_format, new_output, set_launch
+from .common import DTYPE_CODES, in_format, memory_format, new_output, set_launch
 
 
 def check(x, kernel, stride, padding, dilation, fn: str) -> None:
@@ -76,7 +76,7 @@ class _Layout:
         return new_output(shape, like, dtype, self.fmt)
 
     def result(self, y):
-        return y.contiguous(memory_format=torch.channels_last) if self.cl and not self.native else y
+        return in_format(y, torch.channels_last) if self.cl and not self.native else y
 
 
 def _run(op, q, lay, like, **tensors) -> None:

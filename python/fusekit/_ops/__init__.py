@@ -1,4 +1,4 @@
-"""fusekit's kernels as torch.library custom ops in the `fusekit::` namespace (DESIGN.md §2.6).
+"""fusekit's kernels as torch.library custom ops in the `fusekit::` namespace (architecture.md §2.6).
 
 Each op has a CPU and a CUDA implementation (python/fusekit/_backend: tensors -> kernel
 arguments), a fake implementation (shapes only: meta tensors, torch.compile, export) and a

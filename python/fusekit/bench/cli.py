@@ -2,7 +2,8 @@
 
 What the plain command runs (CPU, plus CUDA when fusekit's CUDA kernels and a GPU are there):
   optim   every optimizer (SGD, Adam, AdamW, NAdam, RMSprop, Adagrad) on the GPT-2-small
-          (148 tensors, 124M params) and Nielsen 784-30-10 parameter lists, against torch's
+          (148 tensors, 124M params), Nielsen 784-30-10 and tiny148 (148 tensors of 4
+          elements: the per-step host time) parameter lists, against torch's
           best eager step (fused, else foreach), bitsandbytes (32-bit; SGD, Adam, AdamW,
           RMSprop, Adagrad), DeepSpeed's CPU Adam/AdamW/Adagrad and apex's fused CUDA
           optimizers where importable, and torch.compile of torch's AdamW step
@@ -54,10 +55,10 @@ class Config:
 
 
 PRESETS = {
-    "default": dict(workloads=["gpt2", "nielsen"], compile=["AdamW"], layer_cases=list(layers.CASES),
+    "default": dict(workloads=["gpt2", "nielsen", "tiny148"], compile=["AdamW"], layer_cases=list(layers.CASES),
                     e2e=["gpt", "convnet"], e2e_size="default", cfg=Config()),
     # every suite in a few minutes: the ResNet-18 list instead of GPT-2's, compile for one optimizer
-    "quick": dict(workloads=["resnet18", "nielsen"], compile=["AdamW@nielsen"],
+    "quick": dict(workloads=["resnet18", "nielsen", "tiny148"], compile=["AdamW@nielsen"],
                   layer_cases=["conv LeNet-5 C1 1->6 5x5, (64,1,32,32)", "conv LeNet-5 C3 6->16 5x5, (64,6,14,14)",
                                "max_pool2d 2x2, (128,64,32,32)", "ConvReLUMaxPool2d 1->20 5x5 + 2x2, (64,1,28,28)"],
                   e2e=["gpt", "convnet"], e2e_size="small", cfg=Config(warmup=2, reps=5, budget_s=0.25)),
@@ -77,7 +78,7 @@ def parse(argv):
     ap.add_argument("--smoke", action="store_true", help="a few seconds: tiny sizes, torch only (for tests)")
     ap.add_argument("--suite", choices=SUITES, action="append", help="default: all")
     ap.add_argument("--workload", choices=list(WORKLOADS), action="append",
-                    help="parameter lists for optim and clip (default: gpt2 and nielsen; --quick: resnet18, nielsen)")
+                    help="parameter lists for optim and clip (default: gpt2, nielsen, tiny148; --quick: resnet18, nielsen, tiny148)")
     ap.add_argument("--optimizer", choices=list(optim.OPTIMIZERS), action="append", help="default: all six")
     ap.add_argument("--peer", choices=peers.PEERS, action="append",
                     help="optimizer peers (default: all importable; 'compile' only for --compile's optimizers)")

@@ -1,4 +1,4 @@
-"""Autograd of the layer ops (DESIGN.md §2.6, §2.8): new-style autograd.Functions
+"""Autograd of the layer ops (architecture.md §2.6, §2.8): new-style autograd.Functions
 (setup_context, generated vmap rules, jvp) over the fusekit:: custom ops, so the layers
 work under torch.func (grad, vmap, jvp), double backward and torch.compile.
 

@@ -5,7 +5,7 @@ param group in one kernel call per (device, dtype). The hot path runs on cached 
 (_backend/optim.StepTable): built once per param group after full validation, re-checked
 natively each step (pointers, gradients' layouts, state entries) and rebuilt when anything
 changed. Under torch.compile the step is instead one fusekit::<rule>_step_ custom op per
-group over lists of tensors, as torch's own fused optimizers (DESIGN.md §2.6).
+group over lists of tensors, as torch's own fused optimizers (architecture.md §2.6).
 """
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ from torch.optim import Optimizer
 from torch.optim import optimizer as _torch_optimizer
 
 from ..clip import AutoClip, GradNormMonitor, global_norm
-from .._backend import DTYPE_CODES, cuda_available, device_index, local
+from .._backend import local
 from .._backend import norm as _norm
-from .._backend.optim import StepTable, make_hyper, run_lists
+from .._backend.optim import StepTable, make_hyper
 from . import _checks as C
 from ._plan import GroupPlan
 from ._state import tracked
 
-_SUPPORTED = frozenset(DTYPE_CODES) | {torch.complex64, torch.complex128}
 _GLOBAL_PRE_HOOKS = getattr(_torch_optimizer, "_global_optimizer_pre_hooks", {})
 _GLOBAL_POST_HOOKS = getattr(_torch_optimizer, "_global_optimizer_post_hooks", {})
 _CPU = torch.device("cpu")
@@ -334,21 +333,3 @@ class FusedOptimizer(Optimizer):
             found_inf, norms, thresholds, count)
         self._last_norm = unscaled
         return coef if thr is not None else None
-
-
-def run_plan_lists(plan: GroupPlan, lr, grad_scale, found_inf, coef) -> None:
-    """A group's step on the general path (strided tensors, capturable CUDA scalars)."""
-    rows, names = plan.rows, plan.names
-    slots = [[p for _, p, _ in rows], [p.grad for _, p, _ in rows]] + [[st[n] for _, _, st in rows] for n in names]
-    opt = plan.opt
-    steps = [st["step"] for _, _, st in rows] if opt._has_step else None
-    mus = [st["mu_product"] for _, _, st in rows] if opt._has_mu_product else None
-    first = [p in opt._fk_fresh for _, p, _ in rows] if plan.fresh else None
-    tensor_lr = isinstance(lr, torch.Tensor)
-    run_lists(opt._rule, plan.hyper, slots, steps=steps, mus=mus, first=first, lr=0.0 if tensor_lr else lr,
-              lr_tensor=lr if tensor_lr else None, grad_scale=grad_scale, found_inf=found_inf, clip_coef=coef)
-
-
-def _ensure_cuda(p) -> None:
-    if local(p).is_cuda and not cuda_available():
-        device_index(local(p).device)  # raises: no CUDA kernels / device

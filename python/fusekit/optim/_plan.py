@@ -6,8 +6,9 @@ import functools
 
 import torch
 
-from .._backend import current_stream, local
+from .._backend import local
 from .._backend import norm as _norm
+from .._backend.optim import run_lists
 
 
 def options_key(group: dict) -> tuple:
@@ -38,25 +39,8 @@ class GroupPlan:
     def launch(self, grad_scale, found_inf, coef) -> None:
         lr = self.group["lr"]
         if self.table is None:
-            from ._base import run_plan_lists
             return run_plan_lists(self, lr, grad_scale, found_inf, coef)
-        threads = torch.get_num_threads()
-        for b, device in enumerate(self.table.devices):
-            keep = []
-
-            def ptr(t):
-                if t is None:
-                    return 0
-                t = t.detach().to(device=device, dtype=torch.float32)
-                keep.append(t)
-                return t.data_ptr()
-            cuda = device.type == "cuda"
-            capturable = cuda and self.capturable
-            tensor_lr = isinstance(lr, torch.Tensor)
-            lr_ptr = ptr(lr.reshape(())) if tensor_lr and capturable else 0
-            lr_value = 0.0 if lr_ptr else float(lr)
-            self.table.table.launch(b, lr_value, lr_ptr, capturable, ptr(grad_scale), ptr(found_inf), ptr(coef),
-                                    threads, current_stream(device))
+        self.table.launch(lr, grad_scale, found_inf, coef, self.capturable)
 
     @staticmethod
     def norm_of_tables(tables: list, tail):
@@ -64,3 +48,16 @@ class GroupPlan:
         device = tables[0].devices[0]
         real = functools.reduce(torch.promote_types, (t.real for t in tables))
         return _norm.norm_of_tables([t.table for t in tables], real, device, tail)
+
+
+def run_plan_lists(plan: GroupPlan, lr, grad_scale, found_inf, coef) -> None:
+    """A group's step on the general path (strided tensors, capturable CUDA scalars)."""
+    rows, names = plan.rows, plan.names
+    slots = [[p for _, p, _ in rows], [p.grad for _, p, _ in rows]] + [[st[n] for _, _, st in rows] for n in names]
+    opt = plan.opt
+    steps = [st["step"] for _, _, st in rows] if opt._has_step else None
+    mus = [st["mu_product"] for _, _, st in rows] if opt._has_mu_product else None
+    first = [p in opt._fk_fresh for _, p, _ in rows] if plan.fresh else None
+    tensor_lr = isinstance(lr, torch.Tensor)
+    run_lists(opt._rule, plan.hyper, slots, steps=steps, mus=mus, first=first, lr=0.0 if tensor_lr else lr,
+              lr_tensor=lr if tensor_lr else None, grad_scale=grad_scale, found_inf=found_inf, clip_coef=coef)

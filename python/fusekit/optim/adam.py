@@ -10,7 +10,7 @@ from ._base import FusedOptimizer
 class Adam(FusedOptimizer):
     """Drop-in for torch.optim.Adam (torch 2.13 signature, defaults, state and semantics).
 
-    folded_bias_correction=True uses the source documents' form (DESIGN.md §3, Kingma &
+    folded_bias_correction=True uses the source documents' form (architecture.md §3, Kingma &
     Ba §2): theta -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps), i.e. eps is added
     to sqrt(v) before bias correction instead of after. Math: csrc/include/fusekit/math/adam.h.
     """

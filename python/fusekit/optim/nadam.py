@@ -10,7 +10,7 @@ from ._base import FusedOptimizer
 class NAdam(FusedOptimizer):
     """Drop-in for torch.optim.NAdam (torch 2.13 signature, defaults, state and semantics).
 
-    folded_bias_correction=True uses the source documents' NAdam (DESIGN.md §3): a
+    folded_bias_correction=True uses the source documents' NAdam (architecture.md §3): a
     constant beta1 look-ahead with Adam's folded bias correction,
     theta -= lr * sqrt(1-b2^t)/(1-b1^t) * (b1*m + (1-b1)*g) / (sqrt(v) + eps);
     momentum_decay and mu_product are then unused. `fused` (not in torch's NAdam, which has

@@ -10,7 +10,7 @@ from ._base import FusedOptimizer
 class RMSprop(FusedOptimizer):
     """Drop-in for torch.optim.RMSprop (torch 2.13 signature, defaults, state and semantics).
 
-    The source documents' RMSProp (DESIGN.md §3) is reachable with
+    The source documents' RMSProp (architecture.md §3) is reachable with
     square_avg_init=1.0, eps_in_sqrt=True, lr_in_momentum=True:
     v_0 = 1;  m <- momentum*m + lr/sqrt(v + eps) * g;  theta <- theta - m.
     Each option can also be used alone. `fused` (not in torch's RMSprop, which has no fused

@@ -2,7 +2,7 @@
 //   g = (maximize ? -g : g) + wd * p
 //   buf = first ? g : momentum * buf + (1 - dampening) * g
 //   g = nesterov ? g + momentum * buf : buf;   p -= lr * g
-// DESIGN.md §3 (SGD, momentum v <- gamma v + g, Nesterov) are the dampening = 0 cases.
+// architecture.md §3 (SGD, momentum v <- gamma v + g, Nesterov) are the dampening = 0 cases.
 #pragma once
 #include "fusekit/math/common.h"
 
