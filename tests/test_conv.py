@@ -163,27 +163,6 @@ def test_module_is_a_drop_in(padding_mode):
     assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)  # same initialisation
 
 
-@pytest.mark.parametrize("call,exc,msg", [
-    (lambda x, w: F.conv2d(x, w[:, :2]), ValueError, "expects 2 input channels with groups=1, but the input has 3"),
-    (lambda x, w: F.conv2d(x, w, groups=2), ValueError, "must be divisible by groups"),
-    (lambda x, w: F.conv2d(x, w, stride=0), ValueError, "stride must be positive"),
-    (lambda x, w: F.conv2d(x, w, padding=-1), ValueError, "padding must be non-negative"),
-    (lambda x, w: F.conv2d(x[..., :2, :2], w), ValueError, "is larger than the padded input"),
-    (lambda x, w: F.conv2d(x, w.double()), TypeError, "must have the same dtype"),
-    (lambda x, w: F.conv2d(x[0, 0], w), ValueError, "expected a 3-D (C, H, W) or 4-D"),
-    (lambda x, w: F.conv2d(x, w[0]), ValueError, "expected a 4-D weight"),
-    (lambda x, w: F.conv2d(x, w, torch.zeros(3)), ValueError, "bias must have shape (4,)"),
-    (lambda x, w: F.conv2d(x, w, padding="full"), ValueError, "padding must be an int, a pair, 'same' or 'valid'"),
-    (lambda x, w: F.conv2d(x, w, stride=2, padding="same"), ValueError, "not supported for strided"),
-])
-def test_errors(call, exc, msg):
-    x = torch.randn(1, 3, 6, 6)
-    w = torch.randn(4, 3, 3, 3)
-    xb, wb = x.clone(), w.clone()
-    with pytest.raises(exc, match=msg.replace("(", "\\(").replace(")", "\\)")):
-        call(x, w)
-    assert torch.equal(x, xb) and torch.equal(w, wb)
-
 
 CL = torch.channels_last
 MEMORY_FORMATS = {

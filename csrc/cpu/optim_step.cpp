@@ -64,7 +64,7 @@ void cpu_step(const StepArgs& a, const typename Rule::Hyper& h) {
     for (int64_t n : a.numels) total += n;
     const cpu::CpuJob job{a.dtype, Rule::variant(h), a.nslots, a.count, a.ptrs.data(), coeffs.data(),
                           reinterpret_cast<const float*>(a.grad_scale),
-                          reinterpret_cast<const float*>(a.clip_coef), chunks.data(),
+                          reinterpret_cast<const double*>(a.clip_coef), chunks.data(),
                           static_cast<int64_t>(chunks.size()), total < kSerialElems ? 1 : a.num_threads};
     run_isa<Rule>(job);
   });

@@ -40,7 +40,7 @@ struct DeviceScalars {
   double lr;
   const float* grad_scale;  // nullptr: not scaled
   const float* found_inf;   // nullptr: never skip
-  const float* clip_coef;   // nullptr: no clipping
+  const double* clip_coef;  // nullptr: no clipping (the gradients' precision: torch computes it in the norm's dtype)
   bool capturable;          // coefficients from device memory (step, lr)
 };
 
@@ -189,7 +189,7 @@ void launch(const StepArgs& a, const typename Rule::Hyper& h, cudaStream_t strea
   }
   const DeviceScalars d{reinterpret_cast<const float*>(a.lr_ptr), a.lr, reinterpret_cast<const float*>(a.grad_scale),
                         on_device ? reinterpret_cast<const float*>(a.found_inf) : nullptr,
-                        reinterpret_cast<const float*>(a.clip_coef), on_device};
+                        reinterpret_cast<const double*>(a.clip_coef), on_device};
   const int max_grid = sm_count(a.device) * kBlocksPerSm;
   for (const LaunchBatch& lb :
        plan_launches(a.numels.data(), a.count, chunk_elems(a.dtype), kBatchTensors, kBatchChunks)) {

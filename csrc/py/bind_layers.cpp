@@ -91,9 +91,19 @@ void bind_layers(pybind11::module_& m) {
       .value("AvgBackward", PoolOp::AvgBackward);
   m.def("pool2d", &pool2d, arg("op"), arg("args"), nogil);
   m.def("pool2d_window_codes", &pool2d_window_codes, arg("q"));
-  m.def("conv_out_size", &conv_out_size, arg("size"), arg("kernel"), arg("stride"), arg("padding"), arg("dilation"));
-  m.def("pool_out_size", &pool_out_size, arg("size"), arg("kernel"), arg("stride"), arg("padding"), arg("dilation"),
-        arg("ceil_mode"));
+  // The size rules divide by the stride: reachable from Python, so checked here first.
+  const auto check_window = [](int64_t size, int64_t k, int64_t s, int64_t p, int64_t d) {
+    if (size < 0 || k < 1 || s < 1 || p < 0 || d < 1)
+      throw pybind11::value_error("window sizes: size >= 0, kernel, stride and dilation >= 1, padding >= 0");
+  };
+  m.def("conv_out_size", [check_window](int64_t n, int64_t k, int64_t s, int64_t p, int64_t d) {
+    check_window(n, k, s, p, d);
+    return conv_out_size(n, k, s, p, d);
+  }, arg("size"), arg("kernel"), arg("stride"), arg("padding"), arg("dilation"));
+  m.def("pool_out_size", [check_window](int64_t n, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil) {
+    check_window(n, k, s, p, d);
+    return pool_out_size(n, k, s, p, d, ceil);
+  }, arg("size"), arg("kernel"), arg("stride"), arg("padding"), arg("dilation"), arg("ceil_mode"));
   m.def("advise_huge_pages", &cpu::advise_huge_pages, arg("ptr"), arg("nbytes"));
 }
 

@@ -17,6 +17,7 @@ import torch
 from ._backend import local
 from ._backend import norm as _norm
 from ._backend.norm import Tail, readable, result_dtype
+from .errors import error
 
 __all__ = ["AutoClip", "GradNormMonitor", "global_norm"]
 
@@ -26,10 +27,14 @@ def _is_dtensor(t) -> bool:
 
 
 def _check_norm_type(norm_type) -> float:
+    """A positive number or +/-inf, converted with float() as torch does (so 'fro' raises
+    torch's ValueError); torch also accepts 0, negative and NaN orders, fusekit does not."""
     try:
         p = float(norm_type)
-    except (TypeError, ValueError):
-        raise TypeError(f"norm_type must be a number, got {norm_type!r}") from None
+    except ValueError as e:
+        raise ValueError(f"norm_type must be a number, got {norm_type!r}") from e
+    except TypeError as e:
+        raise TypeError(f"norm_type must be a number, got {norm_type!r}") from e
     if not (p > 0 or p == math.inf or p == -math.inf):
         raise ValueError(f"norm_type must be positive or +/-inf, got {norm_type}")
     return p
@@ -40,17 +45,26 @@ def global_norm(tensors: list, norm_type: float = 2.0, tail: Tail | None = None,
 
     total and unscaled are 0-d tensors in torch's result dtype on the first tensor's device
     (DTensors when the inputs are: Replicate on their mesh, like torch's); coef is a 0-d
-    float32 tensor when the tail has a threshold. clip_in_place (a single CPU device only):
+    float64 tensor when the tail has a threshold. clip_in_place (a single CPU device only):
     the tensors are scaled in the same call and coef is None.
     """
     p = _check_norm_type(norm_type)
     if not tensors:
         raise ValueError("global_norm needs at least one tensor")
+    for t in tensors:
+        if not isinstance(t, torch.Tensor):  # torch fails on t.device: an AttributeError
+            raise error(f"global norms take tensors, got {type(t).__name__}", TypeError, AttributeError)
+        if t.is_sparse or local(t).layout != torch.strided:
+            raise NotImplementedError(f"fusekit computes norms of dense tensors only; got a {local(t).layout} tensor")
     real = result_dtype(tensors)
     if real not in _norm.DTYPE_CODES:
         raise RuntimeError(f"gradient norms need floating-point tensors, got {sorted({str(t.dtype) for t in tensors})}")
     if p != 2.0 and any(t.is_complex() for t in tensors):
-        raise NotImplementedError("fusekit computes norms of complex gradients only for norm_type=2")
+        total, unscaled, coef = _complex_norm(tensors, p, real, tail)
+        if clip_in_place and coef is not None:
+            _norm.scale_([local(t) for t in tensors], coef)
+            coef = None
+        return total, unscaled, coef
     if math.isinf(p) and any(t.numel() == 0 for t in tensors):
         raise RuntimeError("_foreach_norm cannot compute the infinity norm on an empty tensor because the "
                            "operation does not have an identity")  # torch's error, for parity
@@ -78,6 +92,18 @@ def global_norm(tensors: list, norm_type: float = 2.0, tail: Tail | None = None,
     if meshes:
         mesh = next(iter(meshes.values()))[0]
         total, unscaled = _replicated(total, mesh), _replicated(unscaled, mesh)
+    return total, unscaled, coef
+
+
+def _complex_norm(tensors, p, real, tail):
+    """Complex tensors under a norm other than L2: |z| is not a norm of the real view, so
+    torch's own per-tensor norms, combined as torch combines them (a rare path)."""
+    if any(_is_dtensor(t) for t in tensors):
+        raise NotImplementedError("fusekit computes norms of complex DTensor gradients only for norm_type=2")
+    first = tensors[0].device
+    norms = [torch.linalg.vector_norm(t.detach(), p).to(first) for t in tensors]
+    total = torch.linalg.vector_norm(torch.stack(norms), p).to(real)
+    unscaled, coef = _norm.finish(total, real, tail or Tail())
     return total, unscaled, coef
 
 

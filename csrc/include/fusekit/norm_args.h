@@ -28,7 +28,7 @@ struct NormArgs {
   uintptr_t max_norm_ptr = 0;      // float* threshold in device/host memory (AutoClip), else max_norm
   uintptr_t grad_scale = 0;        // float*: the grads are scaled by it (AMP); the total is unscaled
   uintptr_t total_unscaled_out = 0;  // double*: total / grad_scale (the norm that is logged)
-  uintptr_t coef_out = 0;          // float*
+  uintptr_t coef_out = 0;          // double* (float64 gradients keep their precision)
   bool clip = false;               // CPU: compute the coefficient and scale the tensors by it in place
   // Telemetry (GradNormMonitor): the unscaled total and the threshold (inf without one) go
   // to slot *history_count % history_len of two float rings, and the count advances; all in

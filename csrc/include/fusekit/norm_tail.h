@@ -18,7 +18,7 @@ struct NormTail {
   const float* max_norm_ptr;
   double* total_unscaled_out;  // nullptr: not wanted
   bool want_coef;              // a threshold applies (else the coefficient is 1, recorded as inf)
-  float* coef_out;             // nullptr: not written
+  double* coef_out;            // nullptr: not written
   float* history_norms;        // nullptr: no telemetry
   float* history_thresholds;
   int64_t* history_count;
@@ -33,7 +33,7 @@ inline NormTail norm_tail_of(const NormArgs& a) {
           reinterpret_cast<const float*>(a.max_norm_ptr),
           reinterpret_cast<double*>(a.total_unscaled_out),
           a.coef_out != 0 || a.clip,
-          reinterpret_cast<float*>(a.coef_out),
+          reinterpret_cast<double*>(a.coef_out),
           reinterpret_cast<float*>(a.history_norms),
           reinterpret_cast<float*>(a.history_thresholds),
           reinterpret_cast<int64_t*>(a.history_count),
@@ -47,7 +47,7 @@ FK_HOST_DEVICE double norm_tail(const NormTail& t, double total) {
   if (t.total_unscaled_out) *t.total_unscaled_out = unscaled;
   const double thr = t.max_norm_ptr ? static_cast<double>(*t.max_norm_ptr) : t.max_norm;
   const double coef = t.want_coef ? clip_coefficient(t.dtype, unscaled, thr) : 1.0;
-  if (t.coef_out) *t.coef_out = static_cast<float>(coef);
+  if (t.coef_out) *t.coef_out = coef;
   if (t.history_norms && !(t.found_inf && *t.found_inf != 0.f)) {
     const int64_t slot = *t.history_count % t.history_len;
     t.history_norms[slot] = static_cast<float>(unscaled);

@@ -25,7 +25,7 @@ struct StepArgs {
   uintptr_t lr_ptr = 0;           // float* lr in device memory (capturable), else 0
   uintptr_t grad_scale = 0;       // float*: grads are divided by it and written back unscaled
   uintptr_t found_inf = 0;        // float*: nonzero skips the whole step, steps included
-  uintptr_t clip_coef = 0;        // float*: gradients are multiplied by it (after unscaling)
+  uintptr_t clip_coef = 0;        // double*: gradients are multiplied by it (after unscaling)
   bool capturable = false;        // CUDA: steps/lr live on the device; no host reads
 };
 

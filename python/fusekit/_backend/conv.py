@@ -37,6 +37,9 @@ def check(x, w, bias, stride, padding, dilation, groups, fn="conv2d") -> None:
     if groups < 1:
         raise RuntimeError(f"{fn}: groups must be a positive integer, got {groups}")
     c, co = x.shape[1], w.shape[0]
+    if co == 0:
+        raise RuntimeError(f"{fn}: Given groups={groups}, expected weight to be at least 1 at dimension 0, but got "
+                           f"weight of size {list(w.shape)} instead")
     if co % groups:
         raise RuntimeError(f"{fn}: out_channels ({co}) must be divisible by groups ({groups})")
     if w.shape[1] * groups != c:
@@ -92,7 +95,7 @@ def forward(x, w, bias, stride, padding, dilation, groups) -> torch.Tensor:
     fmt = memory_format(x, w)
     q = params(x.shape, w.shape, stride, padding, dilation, groups)
     if _degenerate(q):  # torch: an empty output, or the bias alone when no channel is read
-        out = torch.zeros((q.n, q.co, q.oh, q.ow), dtype=x.dtype, device=x.device, memory_format=fmt)
+        out = torch.empty((q.n, q.co, q.oh, q.ow), dtype=x.dtype, device=x.device, memory_format=fmt).zero_()
         if bias is not None and out.numel():
             out += bias.view(1, -1, 1, 1)
         return out
@@ -124,8 +127,10 @@ def backward(grad_out, x, w, x_shape, w_shape, stride, padding, dilation, groups
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     like = grad_out
     if _degenerate(q):
-        gx = torch.zeros(x_shape, dtype=like.dtype, device=like.device, memory_format=fmt) if need_input else None
-        gw = torch.zeros(w_shape, dtype=like.dtype, device=like.device, memory_format=fmt) if need_weight else None
+        def zeros(shape):
+            return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt).zero_()
+        gx = zeros(x_shape) if need_input else None
+        gw = zeros(w_shape) if need_weight else None
         return gx, gw
     go = grad_out.contiguous()
     a = _args(q, go)
@@ -147,7 +152,8 @@ def backward(grad_out, x, w, x_shape, w_shape, stride, padding, dilation, groups
 
 def block_params(x, w, stride, padding, dilation, groups, pool_size, pool_stride):
     """(conv params, pool params) of max_pool(relu(conv(x))), from the tensors' sizes."""
-    from .pool import params as pool_params
+    from .pool import check_window, params as pool_params
+    check_window(pool_size, pool_stride, (0, 0), (1, 1), "conv_relu_max_pool2d")
     q = params(x.shape, w.shape, stride, padding, dilation, groups)
     pq = pool_params((q.n, q.co, q.oh, q.ow), pool_size, pool_stride, (0, 0), (1, 1), False,
                      "conv_relu_max_pool2d")

@@ -84,7 +84,7 @@ def norm(tensors: list, norm_type: float, real: torch.dtype, tail: Tail | None =
     """(total, unscaled total, coef) of dense real tensors all on one device.
 
     total is a 0-d tensor of dtype `real`; unscaled equals it without a grad_scale; coef is
-    a 0-d float32 tensor when the tail asks for one (None otherwise, and with clip_in_place,
+    a 0-d float64 tensor (the value rounded to `real`, as torch's) when the tail asks for one (None otherwise, and with clip_in_place,
     CPU only, where the tensors are scaled in the same call)."""
     device = tensors[0].device
     keep: list = []
@@ -106,7 +106,7 @@ def norm(tensors: list, norm_type: float, real: torch.dtype, tail: Tail | None =
     if tail is not None:
         tail.fill(a, device, keep)
         if tail.max_norm is not None and not clip_in_place:
-            coef = torch.empty((), dtype=torch.float32, device=device)
+            coef = torch.empty((), dtype=_F64, device=device)
             a.coef_out = coef.data_ptr()
     a.clip = bool(clip_in_place)
     _C.tensor_norms(a)
@@ -128,7 +128,7 @@ def finish(total: torch.Tensor, real: torch.dtype, tail: Tail):
     tail.fill(a, device, keep)
     coef = None
     if tail.max_norm is not None:
-        coef = torch.empty((), dtype=torch.float32, device=device)
+        coef = torch.empty((), dtype=_F64, device=device)
         a.coef_out = coef.data_ptr()
     a.total_unscaled_out = out.data_ptr()
     _C.finish_norm(device_index(device), current_stream(device), t64.data_ptr(), a)
@@ -183,7 +183,7 @@ def norm_of_tables(tables: list, real: torch.dtype, device: torch.device, tail: 
     tail.fill(a, device, keep)
     coef = None
     if tail.max_norm is not None:
-        coef = torch.empty((), dtype=torch.float32, device=device)
+        coef = torch.empty((), dtype=_F64, device=device)
         a.coef_out = coef.data_ptr()
     _C.norm_of_tables(tables, a)
     return out[1].to(real), coef

@@ -110,16 +110,16 @@ class StepTable:
         for b, device in enumerate(self.devices):
             keep = []
 
-            def ptr(t):
+            def ptr(t, dtype=torch.float32):
                 if t is None:
                     return 0
-                t = t.detach().to(device=device, dtype=torch.float32)
+                t = t.detach().to(device=device, dtype=dtype)
                 keep.append(t)
                 return t.data_ptr()
             cap = capturable and device.type == "cuda"
             lr_ptr = ptr(lr.reshape(())) if cap and isinstance(lr, torch.Tensor) else 0
             self.table.launch(b, 0.0 if lr_ptr else float(lr), lr_ptr, cap, ptr(grad_scale), ptr(found_inf),
-                              ptr(clip_coef), threads, current_stream(device))
+                              ptr(clip_coef, torch.float64), threads, current_stream(device))
 
     @staticmethod
     def applies(tensors) -> bool:
@@ -164,7 +164,7 @@ def run_lists(rule: str, hyper, slots: list[list[torch.Tensor]], *, steps=None, 
                       mus=None if mus is None else [mus[i] for i in idx],
                       first=None if first is None else [bool(first[i]) for i in idx], lr=lr, lr_ptr=lr_ptr,
                       capturable=cap, grad_scale=on(grad_scale), found_inf=on(found_inf),
-                      clip_coef=on(clip_coef))
+                      clip_coef=on(clip_coef, torch.float64))
         run(rule, a, hyper)
         if staged:
             with torch.no_grad():

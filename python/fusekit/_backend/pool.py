@@ -13,11 +13,20 @@ from .common import DTYPE_CODES, in_format, memory_format, new_output, set_launc
 
 
 def check(x, kernel, stride, padding, dilation, fn: str) -> None:
-    """Rules that depend on the input (torch's messages and RuntimeError)."""
+    """The pooling rules (torch's messages and RuntimeError)."""
     if x.dim() != 4:
         raise RuntimeError(f"{fn}: expected a 4-D input (N, C, H, W), got {x.dim()}-D")
     if x.dtype not in DTYPE_CODES:
         raise RuntimeError(f"{fn}: input dtype {x.dtype} is not supported (float32, float64, float16, bfloat16)")
+    if x.shape[1] == 0:
+        raise RuntimeError(f"{fn}: Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size for input, "
+                           f"but got an input of shape {tuple(x.shape)} (0 channels)")
+    check_window(kernel, stride, padding, dilation, fn)
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise RuntimeError(f"{fn}: input spatial size ({x.shape[2]}, {x.shape[3]}) must be non-zero")
+
+
+def check_window(kernel, stride, padding, dilation, fn: str) -> None:
     if min(kernel) < 1:
         raise RuntimeError(f"{fn}: kernel_size must be positive, got {tuple(kernel)}")
     if min(stride) < 1:
@@ -27,8 +36,6 @@ def check(x, kernel, stride, padding, dilation, fn: str) -> None:
     if min(padding) < 0 or padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise RuntimeError(f"{fn}: padding {tuple(padding)} should be non-negative and at most half of kernel_size "
                            f"{tuple(kernel)}")
-    if x.shape[2] == 0 or x.shape[3] == 0:
-        raise RuntimeError(f"{fn}: input spatial size ({x.shape[2]}, {x.shape[3]}) must be non-zero")
 
 
 def out_hw(in_hw, kernel, stride, padding, dilation, ceil_mode, fn: str) -> tuple[int, int]:

@@ -66,7 +66,7 @@ def _norm_impl(tensors, norm_type, max_norm, max_norm_tensor, grad_scale, found_
     tail = _norm.Tail(max_norm=thr, grad_scale=grad_scale, found_inf=found_inf, history=rings)
     total, unscaled, coef = _norm.norm([_norm.readable(t) for t in tensors], norm_type, real, tail)
     if coef is None:
-        coef = torch.ones((), dtype=torch.float32, device=total.device)
+        coef = torch.ones((), dtype=torch.float64, device=total.device)
     return total, unscaled, coef
 
 
@@ -85,7 +85,7 @@ def _norm_fake(tensors, norm_type, max_norm, max_norm_tensor, grad_scale, found_
     real = _norm.result_dtype(tensors)
     dev = tensors[0].device
     return (torch.empty((), dtype=real, device=dev), torch.empty((), dtype=real, device=dev),
-            torch.empty((), dtype=torch.float32, device=dev))
+            torch.empty((), dtype=torch.float64, device=dev))
 
 
 define("grad_norm_(Tensor[] tensors, float norm_type, float? max_norm, Tensor? max_norm_tensor, Tensor? grad_scale, "

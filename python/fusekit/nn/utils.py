@@ -37,20 +37,25 @@ def _grads(parameters) -> list:
     grads = [p.grad for p in parameters if p.grad is not None]
     for g in grads:
         if g.is_sparse or local(g).layout != torch.strided:
-            raise RuntimeError("fusekit's clipping functions support dense gradients only; got a sparse gradient "
-                               f"of shape {tuple(g.shape)}")
+            raise NotImplementedError("fusekit's clipping functions support dense gradients only; got a sparse "
+                                      f"gradient of shape {tuple(g.shape)}")
     return grads
 
 
-def _max_norm(max_norm) -> float:
-    if isinstance(max_norm, torch.Tensor):
-        max_norm = max_norm.item()
-    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)):
-        raise TypeError(f"max_norm must be a number, got {max_norm!r}")
-    if not (max_norm >= 0 and max_norm < math.inf):
-        raise ValueError(f"max_norm must be finite and >= 0, got {max_norm} (fusekit rejects what torch turns into "
-                         "NaN or sign-flipped gradients)")
-    return float(max_norm)
+def _threshold(value, name: str) -> float:
+    """max_norm / clip_value: a finite number >= 0 (a number or a 1-element tensor). torch
+    turns negative or NaN thresholds into sign-flipped or NaN gradients; fusekit refuses them."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a number or a 1-element tensor, got a tensor of shape "
+                             f"{tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not (value >= 0 and value < math.inf):
+        raise ValueError(f"{name} must be finite and >= 0, got {value} (torch would write NaN or sign-flipped "
+                         "gradients)")
+    return float(value)
 
 
 def _nonfinite_error(total: torch.Tensor, norm_type: float) -> None:
@@ -79,7 +84,11 @@ def clip_grads_with_norm_(parameters: _tensor_or_tensors, max_norm: float, total
     """grad *= min(max_norm / (total_norm + 1e-6), 1), in one pass per device and dtype;
     the coefficient is derived natively where total_norm lives (no host sync)."""
     grads = _grads(_as_list(parameters, "parameters"))
-    thr = _max_norm(max_norm)
+    thr = _threshold(max_norm, "max_norm")
+    if not isinstance(total_norm, torch.Tensor):
+        raise TypeError(f"total_norm must be a Tensor (as get_total_norm returns it), got {total_norm!r}")
+    if local(total_norm).numel() != 1:
+        raise ValueError(f"total_norm must be a 1-element tensor, got shape {tuple(total_norm.shape)}")
     if not grads:
         return
     _scale_by(grads, thr, total_norm)
@@ -93,7 +102,7 @@ def clip_grad_norm_(parameters: _tensor_or_tensors, max_norm: float, norm_type: 
     call, and only when the norm exceeds max_norm (torch multiplies by 1.0 then).
     """
     grads = _grads(_as_list(parameters, "parameters"))
-    thr = _max_norm(max_norm)
+    thr = _threshold(max_norm, "max_norm")
     if not grads:
         return torch.tensor(0.0)
     if error_if_nonfinite:
@@ -114,14 +123,12 @@ def _scale_by(grads, thr, total) -> None:
 @torch.no_grad()
 def clip_grad_value_(parameters: _tensor_or_tensors, clip_value: float, foreach: bool | None = None) -> None:
     """Clamps every gradient to [-clip_value, clip_value] in place, in one pass."""
-    if isinstance(clip_value, bool) or not isinstance(clip_value, (int, float)):
-        raise TypeError(f"clip_value must be a number, got {clip_value!r}")
-    if not (clip_value >= 0 and clip_value < math.inf):
-        raise ValueError(f"clip_value must be finite and >= 0, got {clip_value} (fusekit rejects what torch turns "
-                         "into NaN or sign-flipped gradients)")
+    value = _threshold(clip_value, "clip_value")
     grads = _grads(_as_list(parameters, "parameters"))
-    for g in grads:
-        if not (g.is_floating_point() or g.is_complex()):
+    for g in grads:  # every gradient is checked before the first is clamped
+        if g.is_complex():
+            raise NotImplementedError(f"clip_grad_value_: clamp is not supported for complex gradients, got {g.dtype}")
+        if not g.is_floating_point():
             raise RuntimeError(f"clip_grad_value_: gradients must be floating point, got {g.dtype}")
     if grads:
-        _norm.clamp_([local(g) for g in grads], float(clip_value))
+        _norm.clamp_([local(g) for g in grads], value)

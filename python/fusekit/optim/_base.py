@@ -36,6 +36,7 @@ class FusedOptimizer(Optimizer):
     _rule: str = ""
     _has_step = True
     _has_mu_product = False
+    _lazy_state: tuple = ()  # state entries created on a later step if missing (SGD's momentum_buffer)
 
     def __init__(self, params, defaults: dict, *, max_grad_norm=None, track_grad_norm: bool = False,
                  grad_norm_history: int = 1000) -> None:
@@ -102,9 +103,17 @@ class FusedOptimizer(Optimizer):
                 group.setdefault(k, v)
 
     def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        self._check_options(group, f" of param group {len(self.param_groups) - 1}")
+        n = len(self.param_groups)
+        super().add_param_group(param_group)  # torch's own checks, and its defaults filled in
+        try:
+            C.check_unique(self.param_groups[-1]["params"], f" {n}")
+            self._check_options(self.param_groups[-1], f" of param group {n}")
+        except Exception:
+            self.param_groups.pop()
+            raise
+
+    def _scalar_keys(self) -> tuple:
+        return ("step",) * self._has_step + ("mu_product",) * self._has_mu_product
 
     def state_dict(self) -> dict:
         sd = super().state_dict()
@@ -154,7 +163,7 @@ class FusedOptimizer(Optimizer):
                 loss = closure()
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
-        C.check_amp_scalars(grad_scale, found_inf)
+        C.check_amp_scalars(self, grad_scale, found_inf)
         plans, stale, checked = self._current_plans()
         if found_inf is not None:
             # On CUDA found_inf is read by the kernels; on the host only where state or a
@@ -178,6 +187,7 @@ class FusedOptimizer(Optimizer):
         so a raising step writes nothing."""
         plans, stale = [], []
         for gi, group in enumerate(self.param_groups):
+            C.check_lr(group["lr"], f" of param group {gi}")  # lr is not part of a plan: checked each step
             plan = self._fk_plans.get(gi)
             if plan is None or not plan.current(group):
                 stale.append(gi)
@@ -199,6 +209,7 @@ class FusedOptimizer(Optimizer):
         [(index, param)] of the parameters with a gradient. Writes nothing."""
         where = f" of param group {gi}"
         self._check_options(group, where)
+        C.check_unique(group["params"], f" {gi}")
         names = self._state_names(group)
         out = []
         for i, p in enumerate(group["params"]):
@@ -219,7 +230,8 @@ class FusedOptimizer(Optimizer):
                 self._scalar_state(p, group, st, "step")
             if self._has_mu_product:
                 self._scalar_state(p, group, st, "mu_product")
-            rows.append((i, p, st))
+            if local(p).device.type != "meta":  # meta tensors hold no data: state, but no kernel
+                rows.append((i, p, st))
         hyper = make_hyper(self._rule, self._hyper_fields(group))
         fresh = bool(self._fk_fresh) and any(p in self._fk_fresh for _, p, _ in rows)
         tensors = [t for _, p, st in rows for t in chain((p, p.grad), (st[n] for n in names))]
@@ -301,6 +313,7 @@ class FusedOptimizer(Optimizer):
                 loss = closure()
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
+        C.check_amp_scalars(self, grad_scale, found_inf)
         work = []
         for group in self.param_groups:
             params, grads, s0, s1, s2, steps, mus, first = [], [], [], [], [], [], [], []

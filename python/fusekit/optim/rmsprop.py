@@ -35,7 +35,8 @@ class RMSprop(FusedOptimizer):
     def _check_options(self, group, where):
         C.check_lr(group["lr"], where)
         C.check_range(where, epsilon=group["eps"], momentum=group["momentum"], weight_decay=group["weight_decay"],
-                      alpha=group["alpha"], square_avg_init=group["square_avg_init"])
+                      square_avg_init=group["square_avg_init"])
+        C.check_unit("alpha", group["alpha"], where)
 
     def _state_names(self, group):
         return (["square_avg"] + (["momentum_buffer"] if group["momentum"] > 0 else [])

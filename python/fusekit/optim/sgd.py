@@ -16,6 +16,7 @@ class SGD(FusedOptimizer):
 
     _rule = "sgd"
     _has_step = False
+    _lazy_state = ("momentum_buffer",)
 
     def __init__(self, params, lr: float | torch.Tensor = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float | torch.Tensor = 0, nesterov: bool = False, *, maximize: bool = False,
@@ -33,7 +34,7 @@ class SGD(FusedOptimizer):
         damp = C.number(group["dampening"], "dampening", where)
         if damp != damp or abs(damp) == float("inf"):
             raise ValueError(f"Invalid dampening value{where}: {group['dampening']} (must be finite)")
-        if group["nesterov"] and (group["momentum"] <= 0 or damp != 0):
+        if group["nesterov"] and (C.number(group["momentum"], "momentum", where) <= 0 or damp != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
     def _state_names(self, group):
