@@ -49,6 +49,14 @@ class Splits:
         return x.view(-1, 1, self.side, self.side)
 
 
+QUICK_MNIST_TRAIN = 10000  # --quick on MNIST trains on the first 10000 of its 50000 training images
+
+
+def for_args(args) -> Splits:
+    """The data an example's command line asks for (--mnist, --quick)."""
+    return load(args.mnist, train_limit=QUICK_MNIST_TRAIN if (args.quick and args.mnist) else None)
+
+
 def load(mnist: str | None = None, train_limit: int | None = None) -> Splits:
     """The digits when `mnist` is None, else MNIST from that path. train_limit keeps the first
     that many training images (quick runs on MNIST)."""

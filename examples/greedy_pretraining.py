@@ -43,7 +43,7 @@ AE = dict(lr=1e-2, batch=32)
 # momentum 0.9 at lr 0.3: of lr 0.1 and 0.3, tried on the digits for both initialisations, 0.3
 # trained both faster. The clip threshold is far above the typical norm: a guard against a
 # rare spike, not part of the comparison (no step was clipped in the runs measured; the
-# summary records the clipped fraction). clip_grad_norm_ also returns the norm we plot.
+# summary records the clipped fraction). clip_grad_norm_ also returns the norm that is plotted.
 FINETUNE = dict(lr=0.3, momentum=0.9, batch=32, max_grad_norm=5.0)
 
 
@@ -156,11 +156,9 @@ def plot(out: str, layers: list, runs: dict) -> None:
 
 def main() -> None:
     ap = R.parser(__doc__, "greedy_pretraining_out")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (tiny tensors: 1 is fastest)")
     args = ap.parse_args()
     R.setup(args)
-    torch.set_num_threads(args.threads)
-    data = _data.load(args.mnist, train_limit=10000 if (args.quick and args.mnist) else None)
+    data = _data.for_args(args)
     R.say(f"{data.name}: {data.sizes()}")
     ae_epochs, ft_epochs = (10, 20) if args.quick else (30, 60)
 
