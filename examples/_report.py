@@ -14,7 +14,8 @@ _T0 = time.perf_counter()
 
 def parser(description: str, default_out: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="short budget for CI (6-30 s of CPU time per example on this project's 2-core machine)")
+    ap.add_argument("--quick", action="store_true",
+                    help="short budget for CI (6-30 s of CPU time per example on this project's 2-core machine)")
     ap.add_argument("--out", default=default_out, help="directory for the PNG plots and summary.json")
     ap.add_argument("--seed", type=int, default=0, help="initialisation, data order and dropout (not the split)")
     ap.add_argument("--mnist", default=None, metavar="PATH",
