@@ -61,6 +61,7 @@ class FusedOptimizer(Optimizer):
         self._fk_plans: dict = {}    # param group index -> GroupPlan
         self._fk_fresh: set = set()  # SGD: params whose momentum buffer starts on their next step
         self._fk_first_flags: dict = {}  # compiled steps: group index -> those flags as a tensor
+        self._fk_cuda = False  # any CUDA parameter seen (the capture check runs only then)
         self._last_norm = None
 
     # ---- subclass API ------------------------------------------------------------------
@@ -165,6 +166,7 @@ class FusedOptimizer(Optimizer):
         found_inf = getattr(self, "found_inf", None)
         C.check_amp_scalars(self, grad_scale, found_inf)
         plans, stale, checked = self._current_plans()
+        self._capture_check(plans)
         if found_inf is not None:
             # On CUDA found_inf is read by the kernels; on the host only where state or a
             # buffer would start this step (a skipped step creates and consumes nothing).
@@ -179,6 +181,17 @@ class FusedOptimizer(Optimizer):
                 self._fk_fresh.difference_update(plan.params)
                 plan.fresh = False
         return loss
+
+    def _capture_check(self, plans) -> None:
+        """As torch: a step captured into a CUDA graph must be capturable (its step counts
+        and lr read on the device), or every replay would repeat the captured values."""
+        if not self._fk_cuda or not torch.cuda.is_current_stream_capturing():
+            return
+        for gi, group in enumerate(self.param_groups):
+            if not (group.get("capturable") or group.get("fused")):
+                raise RuntimeError(f"Attempting CUDA graph capture of step() for an instance of {type(self).__name__} "
+                                   f"but param_groups' capturable is False (param group {gi}); pass capturable=True "
+                                   "or fused=True")
 
     def _current_plans(self):
         """(plans, stale, checked): each group's cached plan where nothing changed, None
@@ -232,6 +245,7 @@ class FusedOptimizer(Optimizer):
                 self._scalar_state(p, group, st, "mu_product")
             if local(p).device.type != "meta":  # meta tensors hold no data: state, but no kernel
                 rows.append((i, p, st))
+            self._fk_cuda = self._fk_cuda or local(p).is_cuda
         hyper = make_hyper(self._rule, self._hyper_fields(group))
         fresh = bool(self._fk_fresh) and any(p in self._fk_fresh for _, p, _ in rows)
         tensors = [t for _, p, st in rows for t in chain((p, p.grad), (st[n] for n in names))]

@@ -11,9 +11,20 @@ from .._backend import norm as _norm
 from .._backend.optim import run_lists
 
 
-def options_key(group: dict) -> tuple:
-    """A group's options apart from params and lr (lr changes every step and is read then)."""
-    return tuple((k, v) for k, v in group.items() if k not in ("params", "lr") and not isinstance(v, torch.Tensor))
+class Options:
+    """A group's options apart from params and lr (lr changes every step and is read then),
+    compared each step at C speed: the same keys, each value the same object or equal."""
+
+    def __init__(self, group: dict) -> None:
+        self.keys = tuple(k for k in group if k not in ("params", "lr"))
+        self.values = tuple(group[k] for k in self.keys)
+        self.size = len(group)
+
+    def same(self, group: dict) -> bool:
+        try:
+            return len(group) == self.size and tuple(map(group.__getitem__, self.keys)) == self.values
+        except (KeyError, RuntimeError):  # a key removed; a tensor option replaced by a longer one
+            return False
 
 
 class GroupPlan:
@@ -21,7 +32,7 @@ class GroupPlan:
         self.opt, self.group, self.rows, self.names, self.hyper, self.table = opt, group, rows, names, hyper, table
         self.fresh = fresh
         self.params = [p for _, p, _ in rows]
-        self.key = options_key(group)
+        self.options = Options(group)
         self.dtensor = any(local(p) is not p for p in self.params)
         self.complex = any(p.is_complex() for p in self.params)
         self.capturable = bool(group.get("capturable") or group.get("fused"))
@@ -33,7 +44,7 @@ class GroupPlan:
         table's native check) the same tensors. Plans on the general path are rebuilt."""
         state = self.opt.state
         return (self.table is not None and group is self.group and state is self.state
-                and state.version == self.state_version and options_key(group) == self.key
+                and state.version == self.state_version and self.options.same(group)
                 and self.table.table.refresh())
 
     def launch(self, grad_scale, found_inf, coef) -> None:
