@@ -24,7 +24,7 @@ FK_HOST_DEVICE void adam_moments(const C& c, const T* x, T& p, T& g, T& m, T& v)
   p = x[kParam];
   g = c.sign * x[kGrad];
   if constexpr (kWd == kDecoupled) p = p * c.decay;
-  if constexpr (kWd == kL2) g = g + c.weight_decay * p;
+  if constexpr (kWd == kL2) g = fk_fma(p, c.weight_decay, g);  // grad.add(param, alpha=wd)
   m = lerp<kLargeWeight>(x[kState0], g, c.one_minus_beta1);
   v = x[kState1] * c.beta2 + c.one_minus_beta2 * g * g;
 }
@@ -39,6 +39,7 @@ struct AdamRule {
     return (h.amsgrad ? 1 : 0) | (wd << 1) | (lerp_large(1.0 - h.beta1) ? 8 : 0);
   }
   static constexpr int slots(int v) { return (v & 1) ? 5 : 4; }
+  static constexpr bool reachable(int) { return true; }
 
   FK_HOST_DEVICE static void advance(const Hyper&, StepState& s) { s.step += 1.f; }
 
@@ -46,8 +47,8 @@ struct AdamRule {
   // bias correction moves into the step size and sqrt(v) is divided by exactly 1.
   template <class T> FK_HOST_DEVICE static Coeffs<T> coeffs(const Hyper& h, double lr, const StepState& s) {
     const double t = s.step;
-    const double bc1 = 1.0 - pow(h.beta1, t);
-    const double bc2_sqrt = sqrt(1.0 - pow(h.beta2, t));
+    const double bc1 = 1.0 - pow_step(h.beta1, t);
+    const double bc2_sqrt = sqrt(1.0 - pow_step(h.beta2, t));
     const double step_size = h.folded ? lr * bc2_sqrt / bc1 : lr / bc1;
     return {T(h.maximize ? -1.0 : 1.0), T(1.0 - h.beta1), T(h.beta2), T(1.0 - h.beta2),
             T(h.folded ? 1.0 : bc2_sqrt), T(h.eps), T(-step_size), T(1.0 - lr * h.weight_decay),

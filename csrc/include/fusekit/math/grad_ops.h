@@ -22,6 +22,7 @@ struct GradOpRule {
   static constexpr int kVariants = 2;  // 0: scale, 1: clamp
   static int variant(const Hyper& h) { return h.clamp ? 1 : 0; }
   static constexpr int slots(int) { return 1; }
+  static constexpr bool reachable(int) { return true; }
 
   FK_HOST_DEVICE static void advance(const Hyper&, StepState&) {}
 
