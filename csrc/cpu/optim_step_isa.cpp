@@ -10,8 +10,8 @@ namespace fusekit::cpu::FK_ISA {
 namespace {
 
 template <class Rule, int V, class S, bool Unscale>
-void run_chunk(const typename Rule::template Coeffs<compute_t<S>>& c, S* const* base, int64_t n,
-               compute_t<S> scale, compute_t<S> clip) {
+void run_chunk(const typename Rule::template Coeffs<compute_t<S>>& c, S* const* base, int64_t n, float scale,
+               float clip) {
   using T = compute_t<S>;
   constexpr int K = Rule::slots(V);
   // Separate pointer variables, not an array, and a local copy of the coefficients: GCC
@@ -44,8 +44,8 @@ void run_typed(const CpuJob& job) {
   using T = compute_t<S>;
   using Coeffs = typename Rule::template Coeffs<T>;
   const Coeffs* coeffs = static_cast<const Coeffs*>(job.coeffs);
-  const T scale = job.grad_scale ? T(*job.grad_scale) : T(1);
-  const T clip = job.clip_coef ? T(*job.clip_coef) : T(1);
+  const float scale = job.grad_scale ? *job.grad_scale : 1.f;
+  const float clip = job.clip_coef ? *job.clip_coef : 1.f;
   auto task = [&](int64_t i) {
     const Chunk& ch = job.chunks[i];
     S* base[kMaxSlots];

@@ -18,6 +18,7 @@ template <class T> struct AdagradCoeffs {
 
 struct AdagradRule {
   using Hyper = AdagradHyper;
+  static const char* name(const Hyper&) { return "Adagrad"; }  // torch's class name, for messages
   template <class T> using Coeffs = AdagradCoeffs<T>;
   static constexpr int kVariants = 2;  // bit 0: weight decay
   static int variant(const Hyper& h) { return h.weight_decay != 0 ? 1 : 0; }

@@ -31,6 +31,7 @@ FK_HOST_DEVICE void adam_moments(const C& c, const T* x, T& p, T& g, T& m, T& v)
 
 struct AdamRule {
   using Hyper = AdamHyper;
+  static const char* name(const Hyper& h) { return h.decoupled ? "AdamW" : "Adam"; }  // torch's class name, for messages
   template <class T> using Coeffs = AdamCoeffs<T>;
   // bit 0: amsgrad (adds max_exp_avg_sq); bits 1-2: WeightDecay mode; bit 3: lerp weight >= 0.5
   static constexpr int kVariants = 16;
@@ -39,7 +40,7 @@ struct AdamRule {
     return (h.amsgrad ? 1 : 0) | (wd << 1) | (lerp_large(1.0 - h.beta1) ? 8 : 0);
   }
   static constexpr int slots(int v) { return (v & 1) ? 5 : 4; }
-  static constexpr bool reachable(int) { return true; }
+  static constexpr bool reachable(int v) { return ((v >> 1) & 3) != 3; }  // no WeightDecay mode 3
 
   FK_HOST_DEVICE static void advance(const Hyper&, StepState& s) { s.step += 1.f; }
 

@@ -19,6 +19,7 @@ template <class T> struct NAdamCoeffs {
 
 struct NAdamRule {
   using Hyper = NAdamHyper;
+  static const char* name(const Hyper&) { return "NAdam"; }  // torch's class name, for messages
   template <class T> using Coeffs = NAdamCoeffs<T>;
   // bit 0: folded; bits 1-2: WeightDecay mode; bit 3: lerp weight >= 0.5
   static constexpr int kVariants = 16;
@@ -27,7 +28,7 @@ struct NAdamRule {
     return (h.folded ? 1 : 0) | (wd << 1) | (lerp_large(1.0 - h.beta1) ? 8 : 0);
   }
   static constexpr int slots(int) { return 4; }
-  static constexpr bool reachable(int) { return true; }
+  static constexpr bool reachable(int v) { return ((v >> 1) & 3) != 3; }  // no WeightDecay mode 3
 
   FK_HOST_DEVICE static double mu(const Hyper& h, double t) {
     return h.beta1 * (1.0 - 0.5 * pow(0.96, t * h.momentum_decay));

@@ -22,6 +22,7 @@ template <class T> struct RMSpropCoeffs {
 
 struct RMSpropRule {
   using Hyper = RMSpropHyper;
+  static const char* name(const Hyper&) { return "RMSprop"; }  // torch's class name, for messages
   template <class T> using Coeffs = RMSpropCoeffs<T>;
   // bit 0: momentum buffer, bit 1: centered grad_avg, bit 2: weight decay,
   // bit 3: centered with lerp weight 1-alpha >= 0.5. Slots: p, g, square_avg, [buf], [grad_avg]

@@ -20,6 +20,7 @@ template <class T> struct SGDCoeffs {
 
 struct SGDRule {
   using Hyper = SGDHyper;
+  static const char* name(const Hyper&) { return "SGD"; }  // torch's class name, for messages
   template <class T> using Coeffs = SGDCoeffs<T>;
   // bit 0: momentum buffer (slots p, g, buf); bit 1: Nesterov; bit 2: weight decay
   static constexpr int kVariants = 8;
