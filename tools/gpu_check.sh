@@ -14,8 +14,9 @@
 # build, CPU tests and check, bench on the CPU; sanitizers and the huge case skipped).
 #
 #   bash tools/gpu_check.sh --out DIR [--device cuda|cpu] [--wheels DIR] [--build-dir DIR]
-#                           [--jobs N] [--budget SECONDS] [--build-cap SECONDS] [--no-build]
-# --budget: the whole run (default 300 s); --build-cap: the build's share (default 150 s).
+#                           [--jobs N] [--budget SECONDS] [--build-cap SECONDS] [--cap-scale N] [--no-build]
+# --budget: the whole run (default 300 s); --build-cap: the build's share (default 150 s);
+# --cap-scale: multiplies every other phase's cap (slow machines, the CPU dry run).
 # --wheels DIR: wheels to install offline first (expecttest, which torch's test utilities
 # import); without it, test files that need expecttest are skipped when it is missing.
 # OUT holds at most 8 files: gpu_check.jsonl, run.log, build.log, ptxas.md, tests.log,
@@ -23,7 +24,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUT="" DEVICE=cuda WHEELS="" BUILD="" JOBS=$(nproc) BUDGET=300 BUILD_CAP=150 DO_BUILD=1
+OUT="" DEVICE=cuda WHEELS="" BUILD="" JOBS=$(nproc) BUDGET=300 BUILD_CAP=150 SCALE=1 DO_BUILD=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT=$2; shift 2 ;;
@@ -33,6 +34,7 @@ while [ $# -gt 0 ]; do
     --jobs) JOBS=$2; shift 2 ;;
     --budget) BUDGET=$2; shift 2 ;;
     --build-cap) BUILD_CAP=$2; shift 2 ;;
+    --cap-scale) SCALE=$2; shift 2 ;;
     --no-build) DO_BUILD=0; shift ;;
     -h|--help) sed -n '2,/^set -uo/{/^set -uo/!p}' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -54,8 +56,8 @@ FAILED=0
 
 now() { date +%s; }
 left() { echo $((DEADLINE - $(now))); }
-# cap SECONDS: the phase's own cap, cut to what is left of the budget (at least 5 s)
-cap() { local l; l=$(left); [ "$l" -lt "$1" ] && echo $((l > 5 ? l : 5)) || echo "$1"; }
+# cap SECONDS: the phase's own cap (times --cap-scale), cut to what is left of the budget
+cap() { local l c=$(($1 * SCALE)); l=$(left); [ "$l" -lt "$c" ] && echo $((l > 5 ? l : 5)) || echo "$c"; }
 
 # record PHASE RC SECONDS SUMMARY: one JSON line; rc 124/137 = timed out
 record() {
@@ -78,8 +80,8 @@ EOF
 # echoed; records the phase with the log's last lines.
 run() {
   local phase=$1 c t rc log=$3
+  c=$(cap "$2")
   shift 3
-  c=$(cap "$1"); shift
   echo "=== $phase (cap ${c} s, $(left) s of the budget left)"
   t=$(now)
   timeout -k 5 "$c" "$@" 2>&1 | tee -a "$log"
@@ -167,7 +169,7 @@ if [ $DO_BUILD -eq 1 ]; then
     -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$ROOT/python/fusekit" >> "$OUT/build.log" 2>&1
   rc=$?
   if [ $rc -eq 0 ]; then
-    timeout -k 5 "$(cap "$BUILD_CAP")" cmake --build "$BUILD" -j "$JOBS" >> "$OUT/build.log" 2>&1
+    timeout -k 5 "$( SCALE=1 cap "$BUILD_CAP")" cmake --build "$BUILD" -j "$JOBS" >> "$OUT/build.log" 2>&1
     rc=$?
   fi
   record build $rc $(( $(now) - t )) "$(grep -E 'error|FAILED' "$OUT/build.log" | head -n 5; tail -n 2 "$OUT/build.log")"
