@@ -10,7 +10,7 @@ import torch
 
 import fusekit.nn.utils as fnu
 import fusekit.optim as fo
-from fusekit.bench.optim import torch_best
+from fusekit.bench.peers import torch_best
 from fusekit.bench.workloads import WORKLOADS, make_params
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import fusekit.optim as fo
-from fusekit.bench.optim import OPTIMIZERS, torch_best
+from fusekit.bench.optim import OPTIMIZERS
+from fusekit.bench.peers import torch_best
 from fusekit.bench.workloads import WORKLOADS, make_params
 
 

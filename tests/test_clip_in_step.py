@@ -1,6 +1,5 @@
 """max_grad_norm inside the fused step == torch's clip_grad_norm_ followed by step;
 grad-norm telemetry; AutoClip."""
-import math
 
 import pytest
 import torch

@@ -4,7 +4,7 @@ import torch
 
 import fusekit.nn as fnn
 import fusekit.nn.functional as F
-from fusekit.nn import _conv
+from fusekit._backend import conv as _conv
 from test_pool import close_or_better
 
 CASES = [
@@ -163,23 +163,37 @@ def test_module_is_a_drop_in(padding_mode):
     assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)  # same initialisation
 
 
-@pytest.mark.parametrize("call,exc,msg", [
-    (lambda x, w: F.conv2d(x, w[:, :2]), ValueError, "expects 2 input channels with groups=1, but the input has 3"),
-    (lambda x, w: F.conv2d(x, w, groups=2), ValueError, "must be divisible by groups"),
-    (lambda x, w: F.conv2d(x, w, stride=0), ValueError, "stride must be positive"),
-    (lambda x, w: F.conv2d(x, w, padding=-1), ValueError, "padding must be non-negative"),
-    (lambda x, w: F.conv2d(x[..., :2, :2], w), ValueError, "is larger than the padded input"),
-    (lambda x, w: F.conv2d(x, w.double()), TypeError, "must have the same dtype"),
-    (lambda x, w: F.conv2d(x[0, 0], w), ValueError, "expected a 3-D (C, H, W) or 4-D"),
-    (lambda x, w: F.conv2d(x, w[0]), ValueError, "expected a 4-D weight"),
-    (lambda x, w: F.conv2d(x, w, torch.zeros(3)), ValueError, "bias must have shape (4,)"),
-    (lambda x, w: F.conv2d(x, w, padding="full"), ValueError, "padding must be an int, a pair, 'same' or 'valid'"),
-    (lambda x, w: F.conv2d(x, w, stride=2, padding="same"), ValueError, "not supported for strided"),
-])
-def test_errors(call, exc, msg):
-    x = torch.randn(1, 3, 6, 6)
-    w = torch.randn(4, 3, 3, 3)
-    xb, wb = x.clone(), w.clone()
-    with pytest.raises(exc, match=msg.replace("(", "\\(").replace(")", "\\)")):
-        call(x, w)
-    assert torch.equal(x, xb) and torch.equal(w, wb)
+
+CL = torch.channels_last
+MEMORY_FORMATS = {
+    # (input shape, input format, weight shape, weight format): torch's output format follows
+    # c10's stride-based suggest_memory_format of either operand
+    "x channels_last": ((2, 3, 8, 8), CL, (4, 3, 3, 3), None),
+    "x channels_last, 1 channel": ((2, 1, 8, 8), CL, (4, 1, 3, 3), None),
+    "weight channels_last, x contiguous": ((2, 3, 8, 8), None, (4, 3, 3, 3), CL),
+    "both channels_last": ((2, 3, 8, 8), CL, (4, 3, 3, 3), CL),
+    "1x1 kernel, contiguous": ((2, 3, 8, 8), None, (4, 3, 1, 1), None),
+    "1x1 kernel channels_last": ((2, 3, 8, 8), None, (4, 3, 1, 1), CL),
+    "x 1x1 plane channels_last": ((2, 3, 1, 1), CL, (4, 3, 1, 1), None),
+    "one output channel": ((2, 3, 8, 8), CL, (1, 3, 3, 3), None),
+}
+
+
+@pytest.mark.parametrize("case", list(MEMORY_FORMATS))
+def test_output_and_gradient_memory_format_is_torchs(case, device):
+    xs, xf, ws, wf = MEMORY_FORMATS[case]
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(xs, generator=g).to(device)
+    w0 = torch.randn(ws, generator=g).to(device)
+    x0 = x0.contiguous(memory_format=xf) if xf else x0
+    w0 = w0.contiguous(memory_format=wf) if wf else w0
+    res = []
+    for fn in (F.conv2d, torch.nn.functional.conv2d):
+        x, w = x0.clone(memory_format=torch.preserve_format).requires_grad_(), \
+            w0.clone(memory_format=torch.preserve_format).requires_grad_()
+        y = fn(x, w, padding=1 if ws[-1] == 3 else 0)
+        gx, gw = torch.autograd.grad(y, [x, w], torch.ones_like(y))
+        res.append((y, gx, gw))
+    for a, b in zip(*res):
+        assert a.stride() == b.stride(), (case, a.stride(), b.stride())
+        torch.testing.assert_close(a, b)

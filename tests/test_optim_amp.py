@@ -1,4 +1,5 @@
-"""AMP as torch's fused optimizers do it: grad_scale / found_inf read by the kernel."""
+"""AMP as torch does it: GradScaler unscales for the default optimizers; with fused=True
+grad_scale / found_inf are read by the kernel, as by torch's fused optimizers."""
 import pytest
 import torch
 
@@ -36,12 +37,13 @@ def train(opt_cls, kw, inf_steps, n=8):
     return m, opt, scaler, snapshots
 
 
+@pytest.mark.parametrize("fused", [None, True])
 @pytest.mark.parametrize("name", NAMES)
-def test_grad_scaler_matches_torch_including_skipped_steps(name):
+def test_grad_scaler_matches_torch_including_skipped_steps(name, fused):
     inf_steps = {0, 4}
     ma, oa, sa, _ = train(lambda p, **k: getattr(torch.optim, name)(p, foreach=False, **k), KW[name], inf_steps)
-    mb, ob, sb, _ = train(getattr(fo, name), KW[name], inf_steps)
-    assert ob._step_supports_amp_scaling
+    mb, ob, sb, _ = train(lambda p, **k: getattr(fo, name)(p, fused=fused, **k), KW[name], inf_steps)
+    assert ob._step_supports_amp_scaling is bool(fused)  # torch's contract: in-kernel unscaling is opt-in
     for a, b in zip(ma.parameters(), mb.parameters()):
         torch.testing.assert_close(b, a)
     for a, b in zip(ma.parameters(), mb.parameters()):
@@ -53,7 +55,7 @@ def test_grad_scaler_matches_torch_including_skipped_steps(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_skipped_step_changes_nothing(name):
     m, x, y = model_and_data()
-    opt = getattr(fo, name)(m.parameters(), **KW[name])
+    opt = getattr(fo, name)(m.parameters(), fused=True, **KW[name])  # the kernel reads found_inf
     for first in (True, False):
         opt.zero_grad()
         torch.nn.functional.mse_loss(m(x), y).backward()
@@ -81,7 +83,7 @@ def test_skipped_step_changes_nothing(name):
 def test_grad_scale_unscales_and_writes_back():
     p = torch.nn.Parameter(torch.ones(5))
     q = torch.nn.Parameter(torch.ones(5))
-    a = fo.SGD([p], lr=0.1)
+    a = fo.SGD([p], lr=0.1, fused=True)
     b = fo.SGD([q], lr=0.1)
     g = torch.arange(5.0)
     p.grad = g * 8

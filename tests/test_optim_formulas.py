@@ -1,4 +1,4 @@
-"""The source documents' update rules (DESIGN.md §3), each checked against a NumPy float64
+"""The source documents' update rules (architecture.md §3), each checked against a NumPy float64
 reference written from the formula; t counts from 0, eta_t is the learning rate at step t."""
 import numpy as np
 import pytest

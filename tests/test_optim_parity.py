@@ -1,4 +1,4 @@
-"""Parity with torch.optim's for-loop implementation (the reference, DESIGN.md §3)."""
+"""Parity with torch.optim's for-loop implementation (the reference, architecture.md §3)."""
 import pytest
 import torch
 

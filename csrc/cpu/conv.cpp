@@ -12,6 +12,7 @@
 #include "cpu/optim_job.h"
 #include "cpu/pool_kernels.h"
 #include "cpu/thread_pool.h"
+#include "fusekit/buffers.h"
 #include "fusekit/conv_args.h"
 #include "fusekit/conv_elems.h"
 #include "fusekit/math/pool.h"
@@ -35,8 +36,11 @@ void* cpu::conv_scratch(int slot, size_t bytes) {
 
 namespace {
 
-void check(const ConvArgs& a, bool fwd) {
-  const Conv2dParams& q = a.q;
+// Sizes, then every buffer against them (buffers.h). Batches or channels of size 0 are
+// the caller's to handle (python/fusekit/_backend/conv.py): the kernels assume work.
+void check_sizes(const Conv2dParams& q) {
+  if (q.n < 1 || q.ci < 1 || q.co < 1 || q.h < 1 || q.w < 1)
+    throw std::invalid_argument("conv2d kernels need a non-empty batch, channels and input plane");
   if (q.groups < 1 || q.ci % q.groups || q.co % q.groups)
     throw std::invalid_argument("channels must be divisible by groups");
   if (q.kh < 1 || q.kw < 1 || q.sh < 1 || q.sw < 1 || q.dh < 1 || q.dw < 1 || q.ph < 0 || q.pw < 0)
@@ -44,8 +48,33 @@ void check(const ConvArgs& a, bool fwd) {
   if (q.oh != conv_out_size(q.h, q.kh, q.sh, q.ph, q.dh) || q.ow != conv_out_size(q.w, q.kw, q.sw, q.pw, q.dw) ||
       q.oh < 1 || q.ow < 1)
     throw std::invalid_argument("output size does not match the convolution");
-  if (fwd ? (!a.input || !a.weight || !a.out) : (!a.weight || !a.input))
-    throw std::invalid_argument("null data pointer");
+}
+
+struct ConvBytes {
+  int64_t in, out, weight, bias;
+};
+
+// Checks every buffer given: input and weight are required where read (forward; the
+// weight gradient reads the input, the input gradient the weight), gradients are optional.
+ConvBytes check_operands(const ConvArgs& a, bool fwd) {
+  const Conv2dParams& q = a.q;
+  check_sizes(q);
+  const int64_t es = dtype_size(a.dtype);
+  const ConvBytes b{extent_bytes({q.n, q.ci, q.h, q.w}, es), extent_bytes({q.n, q.co, q.oh, q.ow}, es),
+                    extent_bytes({q.co, q.ci / q.groups, q.kh, q.kw}, es), extent_bytes({q.co}, es)};
+  check_buffer("input", a.input, a.input_nbytes, b.in, !fwd && !a.grad_weight);
+  check_buffer("weight", a.weight, a.weight_nbytes, b.weight, !fwd && !a.grad_input);
+  check_buffer("bias", a.bias, a.bias_nbytes, b.bias, true);
+  check_buffer("grad_input", a.grad_input, a.grad_input_nbytes, b.in, true);
+  check_buffer("grad_weight", a.grad_weight, a.grad_weight_nbytes, b.weight, true);
+  check_buffer("grad_bias", a.grad_bias, a.grad_bias_nbytes, b.bias, true);
+  return b;
+}
+
+void check(const ConvArgs& a, bool fwd) {
+  const ConvBytes b = check_operands(a, fwd);
+  if (fwd) check_buffer("out", a.out, a.out_nbytes, b.out);
+  else check_buffer("grad_out", a.grad_out, a.grad_out_nbytes, b.out);
 }
 
 template <class S> void forward(const ConvArgs& a) {
@@ -147,14 +176,29 @@ template <class S> void conv_relu_maxpool(const ConvPoolArgs& a) {
 #endif
 
 void check_block(const ConvPoolArgs& a, bool fwd) {
-  check(a.conv, false);
-  if (!a.out || (!a.indices == !a.window_codes) || (!fwd && (!a.grad_out || !a.grad_conv)))
-    throw std::invalid_argument("null data pointer");
-  if (a.window_codes && !pool2d_window_codes(a.pool))
-    throw std::invalid_argument("window_codes: only for a 2x2/2 pool, instead of indices");
+  check_operands(a.conv, fwd);  // the block never writes a conv output
+  const Conv2dParams& q = a.conv.q;
   const Pool2dParams& pq = a.pool;
-  if (pq.n != a.conv.q.n || pq.c != a.conv.q.co || pq.h != a.conv.q.oh || pq.w != a.conv.q.ow)
+  if (pq.n != q.n || pq.c != q.co || pq.h != q.oh || pq.w != q.ow)
     throw std::invalid_argument("pooling input must be the convolution output");
+  if (pq.kh < 1 || pq.kw < 1 || pq.sh < 1 || pq.sw < 1 || pq.dh < 1 || pq.dw < 1 || pq.ph < 0 || pq.pw < 0 ||
+      pq.oh != pool_out_size(pq.h, pq.kh, pq.sh, pq.ph, pq.dh, false) ||
+      pq.ow != pool_out_size(pq.w, pq.kw, pq.sw, pq.pw, pq.dw, false) || pq.oh < 1 || pq.ow < 1)
+    throw std::invalid_argument("pooling output size does not match its window");
+  const int64_t es = dtype_size(a.conv.dtype), pooled = extent_bytes({q.n, q.co, pq.oh, pq.ow}, 1);
+  check_buffer("bias", a.conv.bias, a.conv.bias_nbytes, extent_bytes({q.co}, es), true);
+  check_buffer("out", a.out, a.out_nbytes, pooled * es);
+  if (a.window_codes) {
+    if (a.indices || !pool2d_window_codes(pq))
+      throw std::invalid_argument("window_codes: only for a 2x2/2 pool, instead of indices");
+    check_buffer("window_codes", a.window_codes, a.window_codes_nbytes, pooled);
+  } else {
+    check_buffer("indices", a.indices, a.indices_nbytes, pooled * 8);
+  }
+  if (!fwd) {
+    check_buffer("grad_out", a.grad_out, a.grad_out_nbytes, pooled * es);
+    check_buffer("grad_conv", a.grad_conv, a.grad_conv_nbytes, extent_bytes({q.n, q.co, q.oh, q.ow}, es));
+  }
   if (a.conv.device >= 0) throw std::runtime_error("the fused conv+relu+max-pool block has no CUDA kernel yet");
 }
 
@@ -170,11 +214,15 @@ void conv_relu_maxpool_forward(const ConvPoolArgs& a) {
 
 void conv_relu_maxpool_backward(const ConvPoolArgs& a) {
   check_block(a, false);
+  const Pool2dParams& pq = a.pool;
+  if (a.indices) cpu::check_indices(reinterpret_cast<const int64_t*>(a.indices), pq.n * pq.c * pq.oh * pq.ow, pq.h * pq.w);
   relu_pool_backward(a);
   // the bias gradient came from the pooled gradient above
   ConvArgs c = a.conv;
   c.grad_out = a.grad_conv;
+  c.grad_out_nbytes = a.grad_conv_nbytes;
   c.grad_bias = 0;
+  c.grad_bias_nbytes = 0;
   if (c.grad_input || c.grad_weight) conv2d_backward(c);
 }
 
@@ -193,7 +241,6 @@ void conv2d_forward(const ConvArgs& a) {
 
 void conv2d_backward(const ConvArgs& a) {
   check(a, false);
-  if (!a.grad_out) throw std::invalid_argument("null data pointer");
   if (a.device >= 0) {
 #ifdef FK_WITH_CUDA
     return cuda::conv2d_backward(a);

@@ -7,8 +7,10 @@
 
 #include "cpu/norm_job.h"
 #include "cpu/optim_job.h"
+#include "fusekit/buffers.h"
 #include "fusekit/norm_args.h"
 #include "fusekit/norm_finish.h"
+#include "fusekit/norm_tail.h"
 #include "fusekit/optim_step.h"
 
 namespace fusekit {
@@ -31,6 +33,7 @@ static void scale_in_place(const NormArgs& a, double coef) {
       if (a.dtypes[i] == d) {
         s.ptrs.push_back(a.ptrs[i]);
         s.numels.push_back(a.numels[i]);
+        s.nbytes.push_back(a.nbytes[i]);
       }
     s.count = static_cast<int64_t>(s.numels.size());
     if (s.count > 0) optimizer_step<GradOpRule>(s, GradOpHyper{});
@@ -39,15 +42,19 @@ static void scale_in_place(const NormArgs& a, double coef) {
 
 static void check_norm_args(const NormArgs& a) {
   if (static_cast<int64_t>(a.ptrs.size()) != a.count || static_cast<int64_t>(a.numels.size()) != a.count ||
-      static_cast<int64_t>(a.dtypes.size()) != a.count)
-    throw std::invalid_argument("ptrs, numels and dtypes must each have one entry per tensor");
+      static_cast<int64_t>(a.dtypes.size()) != a.count || static_cast<int64_t>(a.nbytes.size()) != a.count)
+    throw std::invalid_argument("ptrs, numels, nbytes and dtypes must each have one entry per tensor");
   if (!(a.norm_type > 0) && !std::isinf(a.norm_type))
     throw std::invalid_argument("norm_type must be positive, inf or -inf");
   if (a.total_out == 0) throw std::invalid_argument("total_out is required");
   for (int64_t i = 0; i < a.count; ++i) {
     if (a.dtypes[i] < 0 || a.dtypes[i] > 3) throw std::invalid_argument("unknown dtype code");
     if (a.numels[i] < 0) throw std::invalid_argument("negative numel");
-    if (a.numels[i] > 0 && a.ptrs[i] == 0) throw std::invalid_argument("null data pointer for a non-empty tensor");
+  }
+  if (a.history_norms && (a.history_len < 1 || !a.history_thresholds || !a.history_count))
+    throw std::invalid_argument("a grad-norm history needs both rings, a count and a positive length");
+  for (int64_t i = 0; i < a.count; ++i) {
+    check_buffer("norm input", a.ptrs[i], a.nbytes[i], extent_bytes({a.numels[i]}, dtype_size(static_cast<DType>(a.dtypes[i]))));
   }
 }
 
@@ -89,14 +96,24 @@ NormResult tensor_norms(const NormArgs& a) {
   if (a.norms_out) std::copy(norms.begin(), norms.end(), reinterpret_cast<double*>(a.norms_out));
   const double total = finish_total_norm(kind, a.norm_type, a.total_dtype, norms.data(), a.count);  // scratch
   *reinterpret_cast<double*>(a.total_out) = total;
-  const double unscaled =
-      a.grad_scale ? round_to(a.total_dtype, total / *reinterpret_cast<const float*>(a.grad_scale)) : total;
-  if (a.total_unscaled_out) *reinterpret_cast<double*>(a.total_unscaled_out) = unscaled;
-  const double thr = a.max_norm_ptr ? *reinterpret_cast<const float*>(a.max_norm_ptr) : a.max_norm;
-  const double coef = clip_coefficient(a.total_dtype, unscaled, thr);
-  if (a.coef_out) *reinterpret_cast<float*>(a.coef_out) = static_cast<float>(coef);
+  const double coef = norm_tail(norm_tail_of(a), total);
   if (a.clip && !(coef >= 1.0)) scale_in_place(a, coef);  // a coefficient of 1 needs no pass
   return {total, coef};
+}
+
+void finish_norm(int device, uintptr_t stream, uintptr_t total, const NormArgs& a) {
+  if (total == 0) throw std::invalid_argument("finish_norm needs the total");
+  if (a.history_norms && (a.history_len < 1 || !a.history_thresholds || !a.history_count))
+    throw std::invalid_argument("a grad-norm history needs both rings, a count and a positive length");
+  if (device >= 0) {
+#ifdef FK_WITH_CUDA
+    return cuda::finish_norm(stream, reinterpret_cast<const double*>(total), norm_tail_of(a));
+#else
+    throw std::runtime_error("fusekit was built without CUDA kernels");
+#endif
+  }
+  (void)stream;
+  norm_tail(norm_tail_of(a), *reinterpret_cast<const double*>(total));
 }
 
 }  // namespace fusekit

@@ -22,7 +22,7 @@ struct CpuJob {
   const uintptr_t* ptrs;   // slot-major, nslots * count
   const void* coeffs;      // Rule::Coeffs<compute type>[count]
   const float* grad_scale; // nullptr: grads are not scaled
-  const float* clip_coef;  // nullptr: no clipping
+  const double* clip_coef; // nullptr: no clipping (double: float64 gradients keep their precision)
   const Chunk* chunks;
   int64_t nchunks;
   int num_threads;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cpu/optim_job.h"
+#include "fusekit/buffers.h"
 #include "fusekit/host_coeffs.h"
 #include "fusekit/optim_step.h"
 
@@ -29,11 +30,12 @@ void check_args(const StepArgs& a, int min_slots) {
       throw std::invalid_argument("per-tensor state pointers do not match count");
   if (!a.first.empty() && static_cast<int64_t>(a.first.size()) != a.count)
     throw std::invalid_argument("first-step flags do not match count");
+  if (a.nbytes.size() != a.ptrs.size()) throw std::invalid_argument("nbytes must give one size per pointer");
+  const int64_t es = dtype_size(a.dtype);
   for (int64_t i = 0; i < a.count; ++i) {
     if (a.numels[i] < 0) throw std::invalid_argument("negative numel");
     for (int k = 0; k < a.nslots; ++k)
-      if (a.numels[i] > 0 && a.ptrs[k * a.count + i] == 0)
-        throw std::invalid_argument("null data pointer for a non-empty tensor");
+      check_buffer("optimizer tensor", a.ptrs[k * a.count + i], a.nbytes[k * a.count + i], extent_bytes({a.numels[i]}, es));
   }
 }
 
@@ -62,7 +64,7 @@ void cpu_step(const StepArgs& a, const typename Rule::Hyper& h) {
     for (int64_t n : a.numels) total += n;
     const cpu::CpuJob job{a.dtype, Rule::variant(h), a.nslots, a.count, a.ptrs.data(), coeffs.data(),
                           reinterpret_cast<const float*>(a.grad_scale),
-                          reinterpret_cast<const float*>(a.clip_coef), chunks.data(),
+                          reinterpret_cast<const double*>(a.clip_coef), chunks.data(),
                           static_cast<int64_t>(chunks.size()), total < kSerialElems ? 1 : a.num_threads};
     run_isa<Rule>(job);
   });

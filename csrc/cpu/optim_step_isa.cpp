@@ -11,7 +11,7 @@ namespace {
 
 template <class Rule, int V, class S, bool Unscale>
 void run_chunk(const typename Rule::template Coeffs<compute_t<S>>& c, S* const* base, int64_t n, float scale,
-               float clip) {
+               compute_t<S> clip) {
   using T = compute_t<S>;
   constexpr int K = Rule::slots(V);
   // Separate pointer variables, not an array, and a local copy of the coefficients: GCC
@@ -45,7 +45,7 @@ void run_typed(const CpuJob& job) {
   using Coeffs = typename Rule::template Coeffs<T>;
   const Coeffs* coeffs = static_cast<const Coeffs*>(job.coeffs);
   const float scale = job.grad_scale ? *job.grad_scale : 1.f;
-  const float clip = job.clip_coef ? *job.clip_coef : 1.f;
+  const T clip = job.clip_coef ? T(*job.clip_coef) : T(1);
   auto task = [&](int64_t i) {
     const Chunk& ch = job.chunks[i];
     S* base[kMaxSlots];

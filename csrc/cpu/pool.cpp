@@ -5,6 +5,7 @@
 #include "cpu/optim_job.h"
 #include "cpu/pool_kernels.h"
 #include "cpu/thread_pool.h"
+#include "fusekit/buffers.h"
 #include "fusekit/pool_args.h"
 #include "fusekit/pool_elems.h"
 
@@ -55,23 +56,48 @@ template <class S> void run(PoolOp op, const PoolArgs& a) {
   cpu::parallel_for(threads, planes, task);
 }
 
+int64_t q_outputs(const Pool2dParams& q) { return q.n * q.c * q.oh * q.ow; }
+
 void check(PoolOp op, const PoolArgs& a) {
   const Pool2dParams& q = a.q;
   if (q.n < 0 || q.c < 0 || q.h < 1 || q.w < 1 || q.oh < 1 || q.ow < 1)
     throw std::invalid_argument("pooling sizes must be positive");
   if (q.kh < 1 || q.kw < 1 || q.sh < 1 || q.sw < 1 || q.dh < 1 || q.dw < 1 || q.ph < 0 || q.pw < 0)
     throw std::invalid_argument("kernel_size, stride and dilation must be positive and padding non-negative");
+  // Every output window must start inside the input or its padding (ceil_mode or not).
+  const int64_t oh_max = pool_out_size(q.h, q.kh, q.sh, q.ph, q.dh, true);
+  const int64_t ow_max = pool_out_size(q.w, q.kw, q.sw, q.pw, q.dw, true);
+  if (q.oh < pool_out_size(q.h, q.kh, q.sh, q.ph, q.dh, false) || q.oh > oh_max ||
+      q.ow < pool_out_size(q.w, q.kw, q.sw, q.pw, q.dw, false) || q.ow > ow_max)
+    throw std::invalid_argument("output size does not match the pooling window");
   const bool fwd = op == PoolOp::MaxForward || op == PoolOp::AvgForward;
   const bool max = op == PoolOp::MaxForward || op == PoolOp::MaxBackward;
-  if (q.n * q.c > 0 && ((fwd && (!a.in || !a.out)) || (!fwd && (!a.grad_out || !a.grad_in)) ||
-                        (max && !a.indices && !a.window_codes)))
-    throw std::invalid_argument("null data pointer");
-  if (a.window_codes && (!max || a.indices || a.device >= 0 || !pool2d_window_codes(q)))
-    throw std::invalid_argument("window_codes: only for CPU 2x2/2 max pooling, instead of indices");
+  const int64_t es = dtype_size(a.dtype), outs = extent_bytes({q.n, q.c, q.oh, q.ow}, 1);
+  const int64_t in = extent_bytes({q.n, q.c, q.h, q.w}, es);
+  if (fwd) {
+    check_buffer("input", a.in, a.in_nbytes, in);
+    check_buffer("out", a.out, a.out_nbytes, outs * es);
+  } else {
+    check_buffer("grad_out", a.grad_out, a.grad_out_nbytes, outs * es);
+    check_buffer("grad_in", a.grad_in, a.grad_in_nbytes, in);
+  }
+  if (a.window_codes) {
+    if (!max || a.indices || a.device >= 0 || !pool2d_window_codes(q))
+      throw std::invalid_argument("window_codes: only for CPU 2x2/2 max pooling, instead of indices");
+    check_buffer("window_codes", a.window_codes, a.window_codes_nbytes, outs);
+  } else if (max) {
+    check_buffer("indices", a.indices, a.indices_nbytes, outs * 8);
+  }
   if (a.channels_last && a.device >= 0) throw std::invalid_argument("channels_last: CPU kernels only");
 }
 
 }  // namespace
+
+void cpu::check_indices(const int64_t* idx, int64_t count, int64_t plane) {
+  int64_t bad = 0;
+  for (int64_t i = 0; i < count; ++i) bad |= static_cast<int64_t>(static_cast<uint64_t>(idx[i]) >= static_cast<uint64_t>(plane));
+  if (bad) throw std::invalid_argument("max-pool indices out of range of the input plane");
+}
 
 bool pool2d_window_codes(const Pool2dParams& q) { return pool_tiles(q) && q.kh == 2 && q.kw == 2; }
 
@@ -84,6 +110,8 @@ void pool2d(PoolOp op, const PoolArgs& a) {
     throw std::runtime_error("fusekit was built without CUDA kernels");
 #endif
   }
+  if (op == PoolOp::MaxBackward && a.indices) cpu::check_indices(reinterpret_cast<const int64_t*>(a.indices),
+                                                                   q_outputs(a.q), a.q.h * a.q.w);
   if (a.channels_last) {
     switch (cpu::detect_isa()) {
 #ifdef FK_HAVE_ISA_AVX512

@@ -6,6 +6,10 @@
 
 namespace fusekit::cpu {
 
+// Throws unless every index lies in [0, plane): the CPU max-pool backward scatters through
+// the indices it is handed, so indices from anywhere but fusekit's forward must not reach it.
+void check_indices(const int64_t* idx, int64_t count, int64_t plane);
+
 #define FK_DECLARE_POOL_ISA(ns) \
   namespace ns {                \
   void max_pool_2x2(const PoolArgs& args);          \

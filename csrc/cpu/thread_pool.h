@@ -1,6 +1,6 @@
 // CPU parallelism for the kernels: torch's own OpenMP threads when torch's libgomp is
 // loaded (resolved at run time, not linked), else a small persistent std::thread pool.
-// Linking a second OpenMP runtime would double the threads (DESIGN.md §2.3).
+// Linking a second OpenMP runtime would double the threads (architecture.md §2.3).
 #pragma once
 #include <cstdint>
 

@@ -5,12 +5,12 @@
 //     A chunk of 64 blocks x 16 lanes x 16 rows is reduced by 256 threads (128 for the
 //     16-bit types, two chunks at once): a thread owns kNormThreadLanes adjacent lanes of one
 //     block and walks its 16 rows with 8 independent 16-byte loads in flight (4 for the
-//     p-norm), then warp
+//     16-bit types and the p-norm), then warp
 //     shuffles and a shared-memory level finish the chunk's subtree -> workspace[chunk].
 //  2. per-tensor tree: one block per tensor combines its chunk partials level by level in
 //     shared memory (segments of 512 in place for long tensors) -> norms[tensor].
-//  3. total: one block combines the tensors' terms the same way, then the unscaled total
-//     and the clip coefficient. Nothing is read back to the host.
+//  3. total: one block combines the tensors' terms the same way, then the tail of
+//     norm_tail.h (unscaled total, clip coefficient, telemetry). Nothing is read back.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -21,6 +21,7 @@
 #include "fusekit/multi_tensor.h"
 #include "fusekit/norm_args.h"
 #include "fusekit/norm_finish.h"
+#include "fusekit/norm_tail.h"
 
 namespace fusekit::cuda {
 namespace {
@@ -56,9 +57,10 @@ template <NormKind K, class S> __device__ __forceinline__ compute_t<S> full_lane
   using A = compute_t<S>;
   constexpr int L = kNormThreadLanes<S>;
   constexpr int W = L * static_cast<int>(sizeof(S)) / 16;  // 16-byte loads per row: 1, or 2 for float64
-  // Rows in flight: 8 loads of 16 bytes; for the p-norm 4, and 2 in float64 (pow() needs
-  // the registers).
-  constexpr int R = K != NormKind::P ? 8 / W : (W == 1 ? 4 : 1);
+  // Rows in flight: 8 loads of 16 bytes for float32 and float64 (2 per row), 4 for the
+  // 16-bit types (8 lanes to convert per row) and the float32 p-norm, 2 for the float64
+  // p-norm (pow() needs the registers): within 64 registers on sm_75 to sm_90.
+  constexpr int R = K != NormKind::P ? (sizeof(S) == 2 ? 4 : 8 / W) : (W == 1 ? 4 : 1);
   A acc[L];
 #pragma unroll
   for (int l = 0; l < L; ++l) acc[l] = norm_identity<K, A>();
@@ -197,11 +199,11 @@ __global__ void __launch_bounds__(kTreeThreads) tensor_norms_kernel(const __grid
   }
 }
 
-// The total over norms[0..n) (scratch: ws), its unscaled value and the clip coefficient.
+// The total over norms[0..n) (scratch: ws), then its tail (unscaled total, clip
+// coefficient, telemetry: norm_tail.h, as on the CPU).
 template <NormKind K>
 __global__ void __launch_bounds__(kTreeThreads)
-    total_kernel(double p, DType d, const double* norms, double* ws, int64_t n, double* total, double* total_unscaled,
-                 const float* grad_scale, double max_norm, const float* max_norm_ptr, float* coef) {
+    total_kernel(double p, DType d, const double* norms, double* ws, int64_t n, double* total, const NormTail tail) {
   __shared__ double sh[kSegment];
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ws[i] = total_term(K, p, norms[i]);
   __syncthreads();
@@ -209,9 +211,7 @@ __global__ void __launch_bounds__(kTreeThreads)
   if (threadIdx.x != 0) return;
   const double t = round_to(d, norm_finish(K, v, p));
   *total = t;
-  const double u = grad_scale ? round_to(d, t / *grad_scale) : t;
-  if (total_unscaled) *total_unscaled = u;
-  if (coef) *coef = static_cast<float>(clip_coefficient(d, u, max_norm_ptr ? *max_norm_ptr : max_norm));
+  norm_tail(tail, t);
 }
 
 template <NormKind K, class S>
@@ -267,10 +267,8 @@ template <NormKind K> void norms_of_kind(const NormArgs& a, cudaStream_t stream)
     tensor_norms_kernel<K><<<b->n, kTreeThreads, 0, stream>>>(*b, a.norm_type, ws, norms);
     FK_CUDA_CHECK(cudaGetLastError());
   }
-  total_kernel<K><<<1, kTreeThreads, 0, stream>>>(
-      a.norm_type, a.total_dtype, norms, ws, a.count, reinterpret_cast<double*>(a.total_out),
-      reinterpret_cast<double*>(a.total_unscaled_out), reinterpret_cast<const float*>(a.grad_scale), a.max_norm,
-      reinterpret_cast<const float*>(a.max_norm_ptr), reinterpret_cast<float*>(a.coef_out));
+  total_kernel<K><<<1, kTreeThreads, 0, stream>>>(a.norm_type, a.total_dtype, norms, ws, a.count,
+                                                   reinterpret_cast<double*>(a.total_out), norm_tail_of(a));
   FK_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -58,7 +58,7 @@ template <class Rule, int K, class T> struct StepLaunch {
   const float* lr_ptr;      // lr in device memory, or nullptr
   const float* grad_scale;  // nullptr: not scaled
   const float* found_inf;   // nullptr: never skip (or the host already checked it)
-  const float* clip_coef;   // nullptr: no clipping
+  const double* clip_coef;  // nullptr: no clipping (computed in the gradients' precision)
   bool device_coeffs;
 };
 
@@ -72,7 +72,7 @@ __device__ typename Rule::template Coeffs<T> coeffs_on_device(const L& a, const 
 
 // One element at r[k][e] (registers or memory) through step_elem.
 template <class Rule, int V, bool Unscale, class S, class C>
-__device__ __forceinline__ void step_at(const C& co, S (&x)[Rule::slots(V)], float scale, float clip) {
+__device__ __forceinline__ void step_at(const C& co, S (&x)[Rule::slots(V)], float scale, compute_t<S> clip) {
   using T = compute_t<S>;
   constexpr int K = Rule::slots(V);
   T v[kMaxSlots];
@@ -86,7 +86,8 @@ __device__ __forceinline__ void step_at(const C& co, S (&x)[Rule::slots(V)], flo
 
 // Element i of every slot, in memory.
 template <class Rule, int V, bool Unscale, class S, class C>
-__device__ __forceinline__ void step_one(const C& co, S* const (&p)[Rule::slots(V)], int i, float scale, float clip) {
+__device__ __forceinline__ void step_one(const C& co, S* const (&p)[Rule::slots(V)], int i, float scale,
+                                         compute_t<S> clip) {
   constexpr int K = Rule::slots(V);
   S x[K];
 #pragma unroll
@@ -101,7 +102,7 @@ __device__ __forceinline__ void step_one(const C& co, S* const (&p)[Rule::slots(
 // indices). Vectors where every slot is equally aligned, scalar heads and tails otherwise.
 template <class Rule, int V, class S, bool Unscale, class C>
 __device__ __forceinline__ void step_chunk(const C& co, S* const (&p)[Rule::slots(V)], int n, float scale,
-                                           float clip) {
+                                           compute_t<S> clip) {
   constexpr int K = Rule::slots(V);
   // Vectors of 4 elements (16 bytes for float32, 8 for the 16-bit types), 2 with five slots
   // (amsgrad, centered RMSprop with momentum), one float64: few enough elements in
@@ -169,7 +170,7 @@ __global__ void __launch_bounds__(kStepThreads, kStepMinBlocks)
   constexpr int K = Rule::slots(V);
   if (a.found_inf != nullptr && *a.found_inf != 0.f) return;
   const float scale = Unscale ? *a.grad_scale : 1.f;
-  const float clip = a.clip_coef != nullptr ? *a.clip_coef : 1.f;
+  const T clip = a.clip_coef != nullptr ? T(*a.clip_coef) : T(1);
   // The coefficients stay in shared memory and are re-read there for each element (see
   // step_chunk) rather than held in registers across the loop; with the chunk cursor also
   // in shared memory, the element loop has the block's whole register budget (no spills).
@@ -318,7 +319,7 @@ void launch_variant(const StepArgs& a, const typename Rule::Hyper& h, cudaStream
       l.lr_ptr = reinterpret_cast<const float*>(a.lr_ptr);
       l.grad_scale = reinterpret_cast<const float*>(a.grad_scale);
       l.found_inf = has_state && !device_state ? nullptr : reinterpret_cast<const float*>(a.found_inf);
-      l.clip_coef = reinterpret_cast<const float*>(a.clip_coef);
+      l.clip_coef = reinterpret_cast<const double*>(a.clip_coef);
       l.device_coeffs = device_coeffs;
       const int grid = launch_grid(l.table.nchunks, max_grid);
       if constexpr (K > 1) {

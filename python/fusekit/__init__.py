@@ -4,7 +4,7 @@
 """
 import torch  # noqa: F401  (first: its libgomp is the thread pool the CPU kernels borrow)
 
-from . import _C
+from . import _C, _ops  # noqa: F401  (_ops registers the fusekit:: custom ops)
 from ._backend import build_info, cuda_available
 
 __version__ = "0.1.0"

@@ -1,213 +1,149 @@
-"""Global-norm clipping on fusekit's norm kernels, the grad-norm monitor and AutoClip.
+"""Global-norm clipping: the global norm of many gradients (several devices, DTensor shards
+across ranks), the grad-norm monitor and AutoClip.
 
-The norm of many tensors is one kernel call per device: every gradient is read once, the
-reduction runs in float32 (float64 for float64 gradients) with fixed chunk boundaries and a
-fixed combine order, so the result is bitwise reproducible and independent of the thread
-count. Clipping inside an optimizer step reuses norm_and_coef(): the coefficient stays in
-device memory and the update kernel multiplies the gradients by it, with no host sync.
+Per device the norm is one native call (fusekit/_backend/norm.py). Gradients on several
+devices are combined as torch combines them (the norm of the per-device norms); DTensor
+gradients contribute their local shards, and the per-rank partials are combined with one
+all-reduce per device mesh (sum of p-th powers, max for inf), as torch does for DTensors.
+What follows the total (unscaling, the clip coefficient, telemetry) runs natively where
+the total lives, so nothing is read back to the host.
 """
 from __future__ import annotations
 
-import functools
 import math
-import threading
 
 import torch
 
-from . import _C
-from ._backend import DTYPE_CODES, as_real, current_stream, device_index, is_dense, real_dtype
+from ._backend import local
+from ._backend import norm as _norm
+from ._backend.norm import Tail, readable, result_dtype
+from .errors import error
 
-_F64 = torch.float64
-
-
-def result_dtype(tensors) -> torch.dtype:
-    """torch stacks the per-tensor norms (each in its tensor's dtype): promoted dtype."""
-    return functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+__all__ = ["AutoClip", "GradNormMonitor", "global_norm"]
 
 
-def _readable(t: torch.Tensor) -> torch.Tensor:
-    t = as_real(t)
-    return t if is_dense(t) else t.contiguous()
+def _is_dtensor(t) -> bool:
+    return hasattr(t, "_local_tensor") and hasattr(t, "device_mesh")
 
 
-def norm_and_coef(tensors: list, norm_type: float, *, max_norm=None, grad_scale=None, clip_in_place=False):
-    """Total norm of `tensors` on the first tensor's device, rounded to torch's result dtype.
-
-    Returns (total, coef): coef is None unless max_norm (a float or a 0-d float32 tensor on
-    that device) is given; then coef = min(1, max_norm / (total / grad_scale + 1e-6)) as a
-    0-d float32 tensor, and total is the unscaled norm. Nothing is read back to the host on
-    CUDA. clip_in_place (CPU): the tensors are scaled by coef in the same call, and coef is
-    not returned.
-    """
-    norm_type = float(norm_type)
-    if not (norm_type > 0 or math.isinf(norm_type)):
+def _check_norm_type(norm_type) -> float:
+    """A positive number or +/-inf, converted with float() as torch does (so 'fro' raises
+    torch's ValueError); torch also accepts 0, negative and NaN orders, fusekit does not."""
+    try:
+        p = float(norm_type)
+    except ValueError as e:
+        raise ValueError(f"norm_type must be a number, got {norm_type!r}") from e
+    except TypeError as e:
+        raise TypeError(f"norm_type must be a number, got {norm_type!r}") from e
+    if not (p > 0 or p == math.inf or p == -math.inf):
         raise ValueError(f"norm_type must be positive or +/-inf, got {norm_type}")
-    if math.isinf(norm_type) and any(t.numel() == 0 for t in tensors):
+    return p
+
+
+def global_norm(tensors: list, norm_type: float = 2.0, tail: Tail | None = None, *, clip_in_place: bool = False):
+    """(total, unscaled, coef) over all tensors, as torch.nn.utils.get_total_norm computes it.
+
+    total and unscaled are 0-d tensors in torch's result dtype on the first tensor's device
+    (DTensors when the inputs are: Replicate on their mesh, like torch's); coef is a 0-d
+    float64 tensor when the tail has a threshold. clip_in_place (a single CPU device only):
+    the tensors are scaled in the same call and coef is None.
+    """
+    p = _check_norm_type(norm_type)
+    if not tensors:
+        raise ValueError("global_norm needs at least one tensor")
+    for t in tensors:
+        if not isinstance(t, torch.Tensor):  # torch fails on t.device: an AttributeError
+            raise error(f"global norms take tensors, got {type(t).__name__}", TypeError, AttributeError)
+        if t.is_sparse or local(t).layout != torch.strided:
+            raise NotImplementedError(f"fusekit computes norms of dense tensors only; got a {local(t).layout} tensor")
+    real = result_dtype(tensors)
+    if real not in _norm.DTYPE_CODES:
+        raise RuntimeError(f"gradient norms need floating-point tensors, got {sorted({str(t.dtype) for t in tensors})}")
+    if p != 2.0 and any(t.is_complex() for t in tensors):
+        total, unscaled, coef = _complex_norm(tensors, p, real, tail)
+        if clip_in_place and coef is not None:
+            _norm.scale_([local(t) for t in tensors], coef)
+            coef = None
+        return total, unscaled, coef
+    if math.isinf(p) and any(t.numel() == 0 for t in tensors):
         raise RuntimeError("_foreach_norm cannot compute the infinity norm on an empty tensor because the "
                            "operation does not have an identity")  # torch's error, for parity
-    d0 = tensors[0].dtype
-    simple = cpu = True  # all CPU / all of dtype d0, real and contiguous
-    for t in tensors:
-        if t.dtype is not d0 or not t.is_contiguous():
-            simple = False
-        if not t.is_cpu:
-            cpu = False
-    dtype = d0 if simple else result_dtype(tensors)
-    real = real_dtype(dtype)
-    if real not in DTYPE_CODES or (not simple and any(real_code(t) is None for t in tensors)):
-        raise TypeError(f"gradient norms need floating-point tensors, got {sorted({str(t.dtype) for t in tensors})}")
-    if dtype.is_complex or (not simple and any(t.is_complex() for t in tensors)):
-        if norm_type != 2.0:
-            raise NotImplementedError("fusekit computes norms of complex gradients only for norm_type=2")
-        simple = False
-    if cpu:
-        ts = tensors if simple else [_readable(t) for t in tensors]
-        return _cpu_norm(ts, norm_type, real, max_norm, grad_scale, clip_in_place)
+    meshes = {}
     by_device: dict = {}
     for t in tensors:
-        by_device.setdefault(t.device, []).append(_readable(t))
-    first = tensors[0].device
-    want_coef = max_norm is not None
-    if len(by_device) == 1:
-        total, coef = _cuda_norm(first, by_device[first], norm_type, real, max_norm, grad_scale, want_coef)
-    else:  # several devices: per-device totals combined on the first, as torch stacks its norms
-        totals = [_cuda_norm(d, ts, norm_type, real, None, None, False)[0].to(first) if d.type == "cuda"
-                  else _cpu_norm(ts, norm_type, real, None, None, False)[0].to(first)
-                  for d, ts in by_device.items()]
-        total = torch.linalg.vector_norm(torch.stack(totals), norm_type)
-        if grad_scale is not None:
-            total = total / grad_scale.to(first)
-        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0).to(torch.float32) if want_coef else None
+        if _is_dtensor(t):
+            meshes.setdefault(id(t.device_mesh), (t.device_mesh, _sharded_dims(t)))
+        lt = local(t)
+        by_device.setdefault(lt.device, []).append(readable(lt))
+    first = local(tensors[0]).device
+    if len(by_device) == 1 and not meshes:
+        ts = by_device[first]
+        if clip_in_place and first.type != "cpu":
+            return _clip_after(ts, p, real, tail)
+        return _norm.norm(ts, p, real, tail, clip_in_place=clip_in_place)
+    totals = [_norm.norm(ts, p, real)[0].to(first) for ts in by_device.values()]
+    total = torch.linalg.vector_norm(torch.stack(totals), p) if len(totals) > 1 else totals[0]
+    for mesh, dims in meshes.values():
+        total = _all_reduce_norm(total, p, mesh, dims)
+    unscaled, coef = _norm.finish(total, real, tail or Tail())
     if clip_in_place and coef is not None:
-        scale_(tensors, coef)
+        _norm.scale_([t for ts in by_device.values() for t in ts], coef)
         coef = None
-    return total, coef
+    if meshes:
+        mesh = next(iter(meshes.values()))[0]
+        total, unscaled = _replicated(total, mesh), _replicated(unscaled, mesh)
+    return total, unscaled, coef
 
 
-def real_code(t: torch.Tensor):
-    return DTYPE_CODES.get(real_dtype(t.dtype))
+def _complex_norm(tensors, p, real, tail):
+    """Complex tensors under a norm other than L2: |z| is not a norm of the real view, so
+    torch's own per-tensor norms, combined as torch combines them (a rare path)."""
+    if any(_is_dtensor(t) for t in tensors):
+        raise NotImplementedError("fusekit computes norms of complex DTensor gradients only for norm_type=2")
+    first = tensors[0].device
+    norms = [torch.linalg.vector_norm(t.detach(), p).to(first) for t in tensors]
+    total = torch.linalg.vector_norm(torch.stack(norms), p).to(real)
+    unscaled, coef = _norm.finish(total, real, tail or Tail())
+    return total, unscaled, coef
 
 
-def _args(device, ts, norm_type, real) -> "_C.NormArgs":
-    a = _C.NormArgs()
-    if device is not None:
-        a.device = device_index(device)
-        a.stream = current_stream(device)
-    a.num_threads = torch.get_num_threads()
-    a.count = len(ts)
-    a.ptrs = [t.data_ptr() for t in ts]
-    a.numels = [t.numel() for t in ts]
-    a.dtypes = [DTYPE_CODES[t.dtype] for t in ts]
-    a.norm_type = norm_type
-    a.total_dtype = DTYPE_CODES[real]
-    return a
+def _clip_after(ts, p, real, tail):
+    """CUDA clip_grad_norm_: the coefficient stays on the device; a second pass scales."""
+    total, unscaled, coef = _norm.norm(ts, p, real, tail)
+    if coef is not None:
+        _norm.scale_(ts, coef)
+    return total, unscaled, None
 
 
-_TLS = threading.local()
+def _sharded_dims(t) -> tuple:
+    """Mesh dims over which t's local shards differ (Shard / Partial placements)."""
+    return tuple(i for i, pl in enumerate(t.placements) if not pl.is_replicate())
 
 
-def _cpu_norm(ts, norm_type, real, max_norm, grad_scale, clip_in_place):
-    """One C++ call; results come back as Python floats (a per-thread scratch buffer holds
-    the outputs the core writes)."""
-    buf = getattr(_TLS, "buf", None)
-    if buf is None:
-        buf = _TLS.buf = torch.empty(2, dtype=_F64)
-    a = _args(None, ts, norm_type, real)
-    a.total_out = buf.data_ptr()
-    a.total_unscaled_out = buf.data_ptr() + 8
-    keep = []
-    if grad_scale is not None:
-        gs = grad_scale.to(dtype=torch.float32)
-        keep.append(gs)
-        a.grad_scale = gs.data_ptr()
-    if max_norm is not None:
-        if isinstance(max_norm, torch.Tensor):
-            thr = max_norm.detach().to(dtype=torch.float32)
-            keep.append(thr)
-            a.max_norm_ptr = thr.data_ptr()
-        else:
-            a.max_norm = float(max_norm)
-        a.clip = bool(clip_in_place)
-    total, coef = _C.tensor_norms(a)
-    if grad_scale is not None:
-        total = float(buf[1])
-    total_t = torch.tensor(total, dtype=real)
-    if max_norm is None or clip_in_place:
-        return total_t, None
-    return total_t, torch.tensor(coef, dtype=torch.float32)
+def _all_reduce_norm(total, p, mesh, dims):
+    """The global norm from per-rank partial norms: one all-reduce over the sharded mesh
+    dims (max for inf norms, else the sum of p-th powers)."""
+    import torch.distributed as dist
+
+    if not dims:
+        return total
+    x = total.to(torch.float64)
+    inf = math.isinf(p)
+    x = x if inf else x.abs() ** p
+    if p == -math.inf:
+        x = -x
+    groups = [mesh.get_group(d) for d in dims]
+    for g in groups:
+        dist.all_reduce(x, op=dist.ReduceOp.MAX if inf else dist.ReduceOp.SUM, group=g)
+    if p == -math.inf:
+        x = -x
+    return (x if inf else x ** (1.0 / p)).to(total.dtype)
 
 
-def _cuda_norm(device, ts, norm_type, real, max_norm, grad_scale, want_coef):
-    a = _args(device, ts, norm_type, real)
-    out = torch.empty(2, dtype=_F64, device=device)
-    a.total_out = out.data_ptr()
-    a.total_unscaled_out = out.data_ptr() + 8
-    ws = torch.empty(max(1, _C.norm_chunk_count(a.numels)), dtype=_F64, device=device)
-    norms = torch.empty(max(1, a.count), dtype=_F64, device=device)
-    a.workspace, a.norms_out = ws.data_ptr(), norms.data_ptr()
-    keep = [ws, norms]
-    if grad_scale is not None:
-        gs = grad_scale.to(device=device, dtype=torch.float32)
-        keep.append(gs)
-        a.grad_scale = gs.data_ptr()
-    coef = None
-    if want_coef:
-        coef = torch.empty((), dtype=torch.float32, device=device)
-        a.coef_out = coef.data_ptr()
-        if isinstance(max_norm, torch.Tensor):
-            thr = max_norm.to(device=device, dtype=torch.float32)
-            keep.append(thr)
-            a.max_norm_ptr = thr.data_ptr()
-        else:
-            a.max_norm = float(max_norm)
-    _C.tensor_norms(a)
-    total = out[1] if grad_scale is not None else out[0]
-    return total.to(real), coef
+def _replicated(t, mesh):
+    from torch.distributed.tensor import DTensor, Replicate
 
-
-def scale_(tensors: list, coef: torch.Tensor | float) -> None:
-    """tensors *= coef in one pass per device and dtype (coef may live in device memory)."""
-    _grad_op(tensors, _C.GradOpHyper(), coef)
-
-
-def clamp_(tensors: list, value: float) -> None:
-    h = _C.GradOpHyper()
-    h.clamp = True
-    h.clip_value = float(value)
-    _grad_op(tensors, h, 1.0)
-
-
-def _grad_op(tensors: list, hyper, factor) -> None:
-    groups: dict = {}
-    for t in tensors:
-        r = as_real(t)
-        if not is_dense(r):  # strided views: torch's own op (rare)
-            if hyper.clamp:
-                t.clamp_(-hyper.clip_value, hyper.clip_value)
-            else:
-                t.mul_(factor.to(t.device) if isinstance(factor, torch.Tensor) else factor)
-            continue
-        groups.setdefault((r.device, r.dtype), []).append(r)
-    for (device, dtype), ts in groups.items():
-        a = _C.StepArgs()
-        a.device = device_index(device)
-        a.stream = current_stream(device)
-        a.num_threads = torch.get_num_threads()
-        a.dtype = DTYPE_CODES[dtype]
-        a.nslots, a.count = 1, len(ts)
-        a.ptrs = [t.data_ptr() for t in ts]
-        a.numels = [t.numel() for t in ts]
-        keep = None
-        if isinstance(factor, torch.Tensor):
-            if device.type == "cuda":
-                keep = factor.to(device=device, dtype=torch.float32)
-                a.lr_ptr, a.capturable = keep.data_ptr(), True
-            else:
-                a.lr = float(factor)
-        else:
-            a.lr = float(factor)
-        _C.grad_op(a, hyper)
-        del keep
+    return DTensor.from_local(t, mesh, [Replicate()] * mesh.ndim, run_check=False)
 
 
 class AutoClip:
@@ -217,48 +153,54 @@ class AutoClip:
     `min_history` norms are recorded nothing is clipped."""
 
     def __init__(self, percentile: float = 90.0, history: int = 1000, min_history: int = 100) -> None:
-        if not 0.0 < percentile <= 100.0:
-            raise ValueError(f"AutoClip percentile must be in (0, 100], got {percentile}")
+        if not isinstance(percentile, (int, float)) or isinstance(percentile, bool) or not 0.0 < percentile <= 100.0:
+            raise ValueError(f"AutoClip percentile must be in (0, 100], got {percentile!r}")
+        for name, v in (("history", history), ("min_history", min_history)):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"AutoClip {name} must be an int, got {v!r}")
         if history < 1 or not 1 <= min_history <= history:
             raise ValueError(f"AutoClip needs 1 <= min_history <= history, got {min_history} and {history}")
-        self.percentile, self.history, self.min_history = float(percentile), int(history), int(min_history)
+        self.percentile, self.history, self.min_history = float(percentile), history, min_history
 
     def __repr__(self) -> str:
         return f"AutoClip(percentile={self.percentile}, history={self.history}, min_history={self.min_history})"
 
 
 class GradNormMonitor:
-    """Every step's unclipped global gradient norm (and the threshold used), in a
-    device-side ring buffer of `history` entries: recording never syncs with the host."""
+    """Every step's unclipped global gradient norm and the threshold used, in device-side
+    rings of `history` entries with a device-side count: recording (done by the native
+    norm tail) never syncs with the host; reading (values(), summary(), ...) does."""
 
     def __init__(self, history: int = 1000) -> None:
+        if not isinstance(history, int) or isinstance(history, bool):
+            raise TypeError(f"grad_norm_history must be an int, got {history!r}")
         if history < 1:
             raise ValueError(f"grad_norm_history must be >= 1, got {history}")
-        self.history = int(history)
-        self.count = 0
-        self._norms = None
-        self._thresholds = None
+        self.history = history
+        self._norms = self._thresholds = self._count = None
 
-    def record(self, norm: torch.Tensor, threshold) -> None:
+    def rings(self, device: torch.device):
+        """(norms, thresholds, count) on `device`, created (NaN, NaN, 0) or moved there."""
         if self._norms is None:
-            self._norms = torch.full((self.history,), math.nan, dtype=torch.float32, device=norm.device)
+            self._norms = torch.full((self.history,), math.nan, dtype=torch.float32, device=device)
             self._thresholds = torch.full_like(self._norms, math.nan)
-        elif self._norms.device != norm.device:  # e.g. restored on the CPU, training on CUDA
-            self._norms, self._thresholds = self._norms.to(norm.device), self._thresholds.to(norm.device)
-        i = self.count % self.history
-        self._norms[i] = norm.detach().to(torch.float32)
-        if isinstance(threshold, torch.Tensor):
-            self._thresholds[i] = threshold.to(torch.float32)
-        else:
-            self._thresholds[i] = math.inf if threshold is None else float(threshold)
-        self.count += 1
+            self._count = torch.zeros((), dtype=torch.int64, device=device)
+        elif self._norms.device != device:  # e.g. restored on the CPU, training on CUDA
+            self._norms, self._thresholds, self._count = (t.to(device) for t in (self._norms, self._thresholds,
+                                                                                  self._count))
+        return self._norms, self._thresholds, self._count
 
-    def _ordered(self, buf, last=None):
-        n = min(self.count, self.history)
+    @property
+    def count(self) -> int:
+        """Norms recorded so far (reads the device counter)."""
+        return 0 if self._count is None else int(self._count)
+
+    def _ordered(self, buf):
+        count = self.count
+        n = min(count, self.history)
         if buf is None or n == 0:
             return torch.empty(0)
-        out = buf[:n] if self.count <= self.history else torch.roll(buf, -(self.count % self.history))
-        return out if last is None else out[-last:]
+        return buf[:n] if count <= self.history else torch.roll(buf, -(count % self.history))
 
     def values(self) -> torch.Tensor:
         """Recorded norms, oldest first, as a CPU tensor (steps skipped for inf/nan show so)."""
@@ -268,11 +210,18 @@ class GradNormMonitor:
         """The clipping threshold of each recorded step (inf: not clipped)."""
         return self._ordered(self._thresholds).cpu()
 
-    def threshold_tensor(self, percentile: float, last: int) -> torch.Tensor:
-        """percentile of the finite recorded norms among the last `last`, on the device."""
-        v = self._ordered(self._norms, last)
-        v = torch.where(torch.isfinite(v), v, torch.full_like(v, math.nan))
-        return torch.nanquantile(v, percentile / 100.0)
+    def threshold_tensor(self, autoclip: AutoClip, device: torch.device) -> torch.Tensor:
+        """AutoClip's threshold on the device: the percentile of the finite norms among the
+        last `autoclip.history` recorded, or inf until `min_history` are (no host sync)."""
+        norms, _, count = self.rings(device)
+        last = min(autoclip.history, self.history)
+        age = torch.arange(last, device=device)
+        idx = torch.remainder(count - 1 - age, self.history)
+        v = norms.index_select(0, idx)
+        v = torch.where((age < count) & torch.isfinite(v), v, torch.full_like(v, math.nan))
+        q = torch.nanquantile(v, autoclip.percentile / 100.0)
+        ready = (count >= autoclip.min_history) & ~torch.isnan(q)
+        return torch.where(ready, q, torch.full_like(q, math.inf))
 
     def percentile(self, p: float) -> float:
         v = self.values()
@@ -307,14 +256,19 @@ class GradNormMonitor:
 
     def plot(self, path: str) -> str:
         """One PNG: norm vs step (threshold line, clipped steps marked) beside the histogram
-        over all recorded steps with the 90th percentile marked. Needs matplotlib."""
-        import matplotlib
+        over all recorded steps with the 90th percentile marked. Needs matplotlib
+        (pip install fusekit[plot])."""
+        try:
+            import matplotlib
+        except ImportError as e:
+            raise ImportError("GradNormMonitor.plot needs matplotlib: pip install fusekit[plot]") from e
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         v, thr, clipped = self.values(), self.thresholds(), self.clipped()
-        steps = torch.arange(self.count - v.numel(), self.count)
+        count = self.count
+        steps = torch.arange(count - v.numel(), count)
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
         ax1.plot(steps, v, lw=1, label="unclipped grad norm")
         if torch.isfinite(thr).any():
@@ -344,15 +298,18 @@ class GradNormMonitor:
                 "thresholds": self.thresholds()}
 
     def load_state_dict(self, d: dict) -> None:
-        self.history = int(d["history"])
-        self.count = 0
-        self._norms = self._thresholds = None
-        norms, thr = d["norms"], d["thresholds"]
-        for n, t in zip(norms, thr):
-            self.record(n, t)
-        self.count = int(d["count"])
-        if self.count > self.history and self._norms is not None:
-            # record() put the oldest entry at slot 0; move it to slot count % history
-            k = self.count % self.history
-            self._norms = torch.roll(self._norms, k)
-            self._thresholds = torch.roll(self._thresholds, k)
+        history, count = d["history"], d["count"]
+        norms, thresholds = torch.as_tensor(d["norms"], dtype=torch.float32), torch.as_tensor(d["thresholds"],
+                                                                                              dtype=torch.float32)
+        if not isinstance(history, int) or history < 1 or not isinstance(count, int) or count < 0 \
+                or norms.shape != thresholds.shape or norms.numel() != min(count, history):
+            raise ValueError(f"grad_norms state: history {history!r}, count {count!r} and {norms.numel()} / "
+                             f"{thresholds.numel()} recorded values do not fit together")
+        self.history = history
+        device = self._norms.device if self._norms is not None else torch.device("cpu")
+        self._norms = self._thresholds = self._count = None
+        rn, rt, rc = self.rings(device)
+        n = norms.numel()
+        slots = torch.remainder(torch.arange(count - n, count), history).to(device)
+        rn[slots], rt[slots] = norms.to(device), thresholds.to(device)
+        rc.fill_(count)

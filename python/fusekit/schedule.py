@@ -1,10 +1,12 @@
-"""Learning-rate warmup done right (Deep Learning Tuning Playbook; DESIGN.md §3).
+"""Learning-rate warmup done right (Deep Learning Tuning Playbook; architecture.md §3).
 
 LinearWarmup: optimizer step k = 1..warmup_steps runs at base_lr * k / warmup_steps (the
 ramp from 0 without a wasted first update at lr = 0), then at base_lr, or under an `after`
 scheduler (e.g. CosineAnnealingLR), whose own step 0 is the first post-warmup step.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -18,10 +20,15 @@ class LinearWarmup(LRScheduler):
     """
 
     def __init__(self, optimizer, warmup_steps: int, after: LRScheduler | None = None, last_epoch: int = -1) -> None:
-        if int(warmup_steps) != warmup_steps or warmup_steps < 1:
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, float)):
+            raise TypeError(f"warmup_steps must be a positive integer, got {type(warmup_steps).__name__} "
+                            f"{warmup_steps!r}")
+        if not (math.isfinite(warmup_steps) and warmup_steps == int(warmup_steps) and warmup_steps >= 1):
             raise ValueError(f"warmup_steps must be a positive integer, got {warmup_steps}")
+        if after is not None and not isinstance(after, LRScheduler):
+            raise TypeError(f"`after` must be an LRScheduler (e.g. CosineAnnealingLR), got {type(after).__name__}")
         if after is not None and after.optimizer is not optimizer:
-            raise ValueError("`after` must schedule the same optimizer")
+            raise ValueError("`after` must schedule the same optimizer as the warmup")
         self.warmup_steps = int(warmup_steps)
         self.after = after
         super().__init__(optimizer, last_epoch)

@@ -19,6 +19,9 @@ struct ConvArgs {
   Conv2dParams q;
   uintptr_t input = 0, weight = 0, bias = 0, out = 0;       // forward (bias optional)
   uintptr_t grad_out = 0, grad_input = 0, grad_weight = 0, grad_bias = 0;  // backward (each optional)
+  // Byte size of the tensor behind each pointer, checked against q (buffers.h).
+  int64_t input_nbytes = 0, weight_nbytes = 0, bias_nbytes = 0, out_nbytes = 0;
+  int64_t grad_out_nbytes = 0, grad_input_nbytes = 0, grad_weight_nbytes = 0, grad_bias_nbytes = 0;
 };
 
 void conv2d_forward(const ConvArgs& args);
@@ -38,6 +41,7 @@ struct ConvPoolArgs {
   uintptr_t window_codes = 0;
   uintptr_t grad_out = 0;   // backward: gradient of the pooled output
   uintptr_t grad_conv = 0;  // backward: scratch of the convolution output's size and dtype
+  int64_t out_nbytes = 0, indices_nbytes = 0, window_codes_nbytes = 0, grad_out_nbytes = 0, grad_conv_nbytes = 0;
 };
 void conv_relu_maxpool_forward(const ConvPoolArgs& args);
 void conv_relu_maxpool_backward(const ConvPoolArgs& args);

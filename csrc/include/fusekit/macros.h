@@ -1,5 +1,5 @@
 // FK_HOST_DEVICE marks math that runs both in the CPU fallback and in CUDA kernels, so
-// one definition serves both (DESIGN.md §2.2).
+// one definition serves both (architecture.md §2.2).
 #pragma once
 
 #if defined(__CUDACC__)

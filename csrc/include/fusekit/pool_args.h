@@ -23,6 +23,9 @@ struct PoolArgs {
   // 1 byte per output instead of 8 to write and read back.
   uintptr_t window_codes = 0;
   uintptr_t grad_out = 0, grad_in = 0;   // backward
+  // Byte size of the tensor behind each pointer, checked against q (buffers.h).
+  int64_t in_nbytes = 0, out_nbytes = 0, indices_nbytes = 0, window_codes_nbytes = 0;
+  int64_t grad_out_nbytes = 0, grad_in_nbytes = 0;
 };
 
 enum class PoolOp : int { MaxForward = 0, MaxBackward = 1, AvgForward = 2, AvgBackward = 3 };

@@ -1,5 +1,5 @@
 // Arguments of one fused optimizer step call: a list of tensors of one dtype on one device,
-// as raw pointers (DESIGN.md §2.1: the core never sees a torch::Tensor).
+// as raw pointers (architecture.md §2.1: the core never sees a torch::Tensor).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -17,6 +17,7 @@ struct StepArgs {
   int64_t count = 0;        // tensors
   std::vector<uintptr_t> ptrs;    // nslots * count, slot-major
   std::vector<int64_t> numels;    // count
+  std::vector<int64_t> nbytes;    // nslots * count: bytes of the tensor behind each pointer (checked)
   std::vector<uintptr_t> steps;   // float* step per tensor (empty for SGD)
   std::vector<uintptr_t> mu_products;  // float* per tensor (NAdam)
   std::vector<uint8_t> first;     // SGD: momentum buffer starts this step
@@ -24,7 +25,7 @@ struct StepArgs {
   uintptr_t lr_ptr = 0;           // float* lr in device memory (capturable), else 0
   uintptr_t grad_scale = 0;       // float*: grads are divided by it and written back unscaled
   uintptr_t found_inf = 0;        // float*: nonzero skips the whole step, steps included
-  uintptr_t clip_coef = 0;        // float*: gradients are multiplied by it (after unscaling)
+  uintptr_t clip_coef = 0;        // double*: gradients are multiplied by it (after unscaling)
   bool capturable = false;        // CUDA: steps/lr live on the device; no host reads
 };
 

@@ -11,16 +11,16 @@ namespace fusekit {
 
 // x[0..slots) holds the loaded values in the compute type. On return x[kParam] and the
 // state slots hold the new values, and x[kGrad] the unscaled gradient, which the caller
-// stores back iff Unscale (as torch's fused kernels leave grads unscaled). clip is 1 when
-// no clipping happens inside the step (multiplying by 1 is exact). scale and clip are the
-// float32 values the step reads from memory, widened here (exactly) for float64: two
-// registers fewer in the GPU's float64 loops.
+// stores back iff Unscale (as torch's fused kernels leave grads unscaled). scale is the
+// float32 GradScaler scale, widened here (exactly) for float64; clip is the clip
+// coefficient in the compute type, 1 when no clipping happens inside the step
+// (multiplying by 1 is exact).
 template <class Rule, int V, bool Unscale, class T>
-FK_HOST_DEVICE void step_elem(const typename Rule::template Coeffs<T>& c, T* x, float scale, float clip) {
+FK_HOST_DEVICE void step_elem(const typename Rule::template Coeffs<T>& c, T* x, float scale, T clip) {
   if constexpr (Rule::slots(V) > 1) {
     T g = x[kGrad];
     if constexpr (Unscale) g = g / T(scale);
-    x[kGrad] = g * T(clip);
+    x[kGrad] = g * clip;
     Rule::template apply<V>(c, x);
     x[kGrad] = g;
   } else {

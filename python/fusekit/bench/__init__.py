@@ -1,1 +1,1 @@
-"""Benchmarks against torch in the same process: python -m fusekit.bench --help."""
+"""Benchmarks against torch and other peers in the same process: python -m fusekit.bench --help."""

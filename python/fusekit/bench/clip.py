@@ -1,7 +1,8 @@
-"""Clipping benchmarks against torch in the same run:
-- clip: fusekit.nn.utils.clip_grad_norm_ vs torch.nn.utils.clip_grad_norm_;
+"""Clipping suite against torch in the same run:
+- clip_grad_norm_: fusekit.nn.utils.clip_grad_norm_ vs torch.nn.utils.clip_grad_norm_ (foreach),
+  when it clips and when the norm is within max_norm;
 - clip+AdamW: AdamW(max_grad_norm=...) (norm pass + fused step) vs torch's
-  clip_grad_norm_ followed by AdamW(fused=True), or foreach where fused is unavailable."""
+  clip_grad_norm_ followed by its best eager AdamW (fused, else foreach)."""
 from __future__ import annotations
 
 import torch
@@ -9,51 +10,46 @@ import torch
 import fusekit.nn.utils as fnu
 import fusekit.optim as fo
 
-from .optim import torch_best
-from .timing import time_alternating
+from .candidates import Candidate, measure
+from .peers import torch_best
 from .workloads import WORKLOADS, make_params
 
+CASES = ["clip_grad_norm_ (clips)", "clip_grad_norm_ (no clip)", "clip+AdamW"]
 
-def run(workload: str, device: str, warmup: int, reps: int, max_norm: float) -> list[dict]:
+
+def run(workload: str, device: str, case: str, cfg, max_norm: float) -> dict:
     shapes = WORKLOADS[workload]()
-    rows = []
-    # clip_grad_norm_ alone, in two regimes. "clips": every call scales the gradients (each
-    # call's threshold is 0.9x the previous one); "no clip": the norm is within max_norm, so
-    # fusekit only reads the gradients while torch still multiplies them by 1.
     pf, pt = make_params(shapes, device), make_params(shapes, device)
-    start = float(torch.nn.utils.get_total_norm([p.grad for p in pt]))
-    calls = {"fusekit": 0, "torch": 0}
+    base = dict(suite="clip", case=case, workload=workload, device=device, tensors=len(pf),
+                params=sum(p.numel() for p in pf))
+    if case == "clip_grad_norm_ (clips)":
+        # Every call scales the gradients: each call's threshold is 0.9x the previous one.
+        start = float(torch.nn.utils.get_total_norm([p.grad for p in pt]))
+        calls = {"fusekit": 0, "torch": 0}
 
-    def shrinking(fn, params, who):
-        def call():
-            calls[who] += 1
-            fn(params, start * 0.9 ** calls[who])
-        return call
+        def shrinking(fn, params, who):
+            def call():
+                calls[who] += 1
+                fn(params, start * 0.9 ** calls[who])
+            return call
 
-    med = time_alternating({"fusekit": shrinking(fnu.clip_grad_norm_, pf, "fusekit"),
-                            "torch": shrinking(torch.nn.utils.clip_grad_norm_, pt, "torch")}, device, warmup, reps)
-    rows.append(_row("clip_grad_norm_ (clips)", workload, device, pf, med, "torch.nn.utils"))
-    med = time_alternating({"fusekit": lambda: fnu.clip_grad_norm_(pf, 1e30),
-                            "torch": lambda: torch.nn.utils.clip_grad_norm_(pt, 1e30)}, device, warmup, reps)
-    rows.append(_row("clip_grad_norm_ (no clip)", workload, device, pf, med, "torch.nn.utils"))
-    del pf, pt
+        cands = [Candidate("fusekit", shrinking(fnu.clip_grad_norm_, pf, "fusekit")),
+                 Candidate("torch foreach", shrinking(torch.nn.utils.clip_grad_norm_, pt, "torch"))]
+    elif case == "clip_grad_norm_ (no clip)":
+        # The norm is within max_norm: fusekit only reads the gradients, torch still multiplies by 1.
+        cands = [Candidate("fusekit", lambda: fnu.clip_grad_norm_(pf, 1e30)),
+                 Candidate("torch foreach", lambda: torch.nn.utils.clip_grad_norm_(pt, 1e30))]
+    else:
+        # fusekit does not write clipped gradients back, so every step clips; torch's first
+        # clip_grad_norm_ rescales its gradients in place, and it multiplies them on every call.
+        ours = fo.AdamW(pf, lr=1e-3, max_grad_norm=max_norm)
+        ref, impl = torch_best("AdamW", pt, dict(lr=1e-3), device)
 
-    pf, pt = make_params(shapes, device), make_params(shapes, device)
-    # fusekit does not write clipped gradients back, so every step clips; torch's first
-    # clip_grad_norm_ rescales its gradients in place, and it multiplies them on every call.
-    ours = fo.AdamW(pf, lr=1e-3, max_grad_norm=max_norm)
-    ref, impl = torch_best("AdamW", pt, dict(lr=1e-3), device)
+        def torch_step():
+            torch.nn.utils.clip_grad_norm_(pt, max_norm)
+            ref.step()
 
-    def torch_step():
-        torch.nn.utils.clip_grad_norm_(pt, max_norm)
-        ref.step()
-
-    med = time_alternating({"fusekit": ours.step, "torch": torch_step}, device, warmup, reps)
-    rows.append(_row("clip+AdamW", workload, device, pf, med, f"clip_grad_norm_ + AdamW({impl})"))
-    return rows
-
-
-def _row(what, workload, device, params, med, torch_impl):
-    return dict(suite="clip", workload=workload, device=device, optimizer=what, torch_impl=torch_impl,
-                params=sum(p.numel() for p in params), tensors=len(params), fusekit_ms=med["fusekit"] * 1e3,
-                torch_ms=med["torch"] * 1e3, speedup=med["torch"] / med["fusekit"])
+        cands = [Candidate("fusekit", ours.step), Candidate(f"torch clip + AdamW {impl}", torch_step)]
+    for c, peer in zip(cands, ("fusekit", "torch")):
+        c.extra["peer"] = peer
+    return measure(base, cands, device, cfg.warmup, cfg.reps, cfg.budget_s)

@@ -1,12 +1,13 @@
-"""Optimizer benchmark: each fusekit optimizer against torch's best implementation
-(fused where torch has one for the device, else foreach) in the same run."""
+"""Optimizer suite: each fusekit optimizer's step against its peers (peers.py) on one
+shared parameter list (ResNet-18-, GPT-2-small-like or Nielsen's net, workloads.py).
+The candidates step the same parameters and gradients, each with its own state: the
+work is the same, and the largest list fits in memory beside five optimizer states."""
 from __future__ import annotations
-
-import torch
 
 import fusekit.optim as fo
 
-from .timing import stream_bandwidth, time_alternating
+from . import peers as P
+from .candidates import Candidate, measure
 from .workloads import WORKLOADS, make_params
 
 # (kwargs, tensors read+written per element per step) -- for effective GB/s.
@@ -20,32 +21,18 @@ OPTIMIZERS = {
 }
 
 
-def torch_best(name: str, params, kw: dict, device: str):
-    """torch's fastest implementation of the optimizer on this device, and its label."""
-    cls = getattr(torch.optim, name)
-    try:
-        opt = cls(params, fused=True, **kw)
-        opt.step()  # fused may exist in the signature but not for this device (raises then)
-        return opt, "fused"
-    except (RuntimeError, TypeError, ValueError):
-        return cls(params, foreach=True, **kw), "foreach"
 
-
-def run(workload: str, device: str, names: list[str], warmup: int, reps: int, probe: float | None) -> list[dict]:
-    shapes = WORKLOADS[workload]()
-    rows = []
-    for name in names:
-        kw, touches = OPTIMIZERS[name]
-        pf = make_params(shapes, device)
-        pt = make_params(shapes, device)
-        ours = getattr(fo, name)(pf, **kw)
-        ref, impl = torch_best(name, pt, kw, device)
-        med = time_alternating({"fusekit": ours.step, "torch": ref.step}, device, warmup, reps)
-        nbytes = sum(p.numel() * p.element_size() for p in pf) * touches
-        gbs = nbytes / med["fusekit"] / 1e9
-        rows.append(dict(suite="optim", workload=workload, device=device, optimizer=name, torch_impl=impl,
-                         params=sum(p.numel() for p in pf), tensors=len(pf), fusekit_ms=med["fusekit"] * 1e3,
-                         torch_ms=med["torch"] * 1e3, speedup=med["torch"] / med["fusekit"], fusekit_gbs=gbs,
-                         bw_fraction=(gbs / probe) if probe else None))
-        del pf, pt, ours, ref
-    return rows
+def run(workload: str, device: str, name: str, peers: list[str], cfg, probe: float, status=print) -> dict:
+    """One row: fusekit's step and each listed peer's (those covering this optimizer)."""
+    kw, touches = OPTIMIZERS[name]
+    params = make_params(WORKLOADS[workload](), device)
+    cands = [Candidate("fusekit", getattr(fo, name)(params, **kw).step, extra=dict(peer="fusekit"))]
+    for peer in peers:
+        if P.covers(peer, name):
+            status(f"{workload} {name}: setting up {peer}")
+            cands.append(P.build(peer, name, params, kw, device))
+    status(f"{workload} {name}: timing {len(cands)} candidates")
+    nbytes = sum(p.numel() * p.element_size() for p in params) * touches
+    base = dict(suite="optim", case=name, workload=workload, device=device, tensors=len(params),
+                params=sum(p.numel() for p in params), bytes_per_step=nbytes)
+    return measure(base, cands, device, cfg.warmup, cfg.reps, cfg.budget_s, nbytes=nbytes, probe=probe)

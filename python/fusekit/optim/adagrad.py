@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import _C
-from ._base import FusedOptimizer, make_hyper, check_lr, check_nonneg
+from . import _checks as C
+from ._base import FusedOptimizer
 
 
 class Adagrad(FusedOptimizer):
@@ -15,15 +15,12 @@ class Adagrad(FusedOptimizer):
     Math: csrc/include/fusekit/math/adagrad.h.
     """
 
-    _kernel = "adagrad_step"
+    _rule = "adagrad"
 
     def __init__(self, params, lr: float | torch.Tensor = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
                  initial_accumulator_value: float = 0, eps: float = 1e-10, foreach: bool | None = None, *,
                  maximize: bool = False, differentiable: bool = False, fused: bool | None = None,
                  max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
-        check_lr(lr)
-        check_nonneg(lr_decay=lr_decay, weight_decay=weight_decay,
-                     initial_accumulator_value=initial_accumulator_value, epsilon=eps)
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, fused=fused)
@@ -32,6 +29,11 @@ class Adagrad(FusedOptimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 self._init_state(p, group, self.state[p])
+
+    def _check_options(self, group, where):
+        C.check_lr(group["lr"], where)
+        C.check_range(where, lr_decay=group["lr_decay"], weight_decay=group["weight_decay"],
+                      initial_accumulator_value=group["initial_accumulator_value"], epsilon=group["eps"])
 
     def _state_names(self, group):
         return ["sum"]
@@ -43,7 +45,8 @@ class Adagrad(FusedOptimizer):
             init = group["initial_accumulator_value"]
             init = complex(init, init) if p.is_complex() else init
             state["sum"] = torch.full_like(p, init, memory_format=torch.preserve_format)
+        return False
 
-    def _hyper(self, group):
-        return make_hyper(_C.AdagradHyper, lr_decay=group["lr_decay"], weight_decay=group["weight_decay"],
-                          eps=group["eps"], maximize=group["maximize"])
+    def _hyper_fields(self, group):
+        return dict(lr_decay=group["lr_decay"], weight_decay=group["weight_decay"], eps=group["eps"],
+                    maximize=group["maximize"])

@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import torch
 
-from .. import _C
-from ._base import FusedOptimizer, make_hyper, check_betas, check_lr, check_nonneg
+from . import _checks as C
+from ._base import FusedOptimizer
 
 
 class Adam(FusedOptimizer):
     """Drop-in for torch.optim.Adam (torch 2.13 signature, defaults, state and semantics).
 
-    folded_bias_correction=True uses the source documents' form (DESIGN.md §3, Kingma &
+    folded_bias_correction=True uses the source documents' form (architecture.md §3, Kingma &
     Ba §2): theta -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps), i.e. eps is added
     to sqrt(v) before bias correction instead of after. Math: csrc/include/fusekit/math/adam.h.
     """
 
-    _kernel = "adam_step"
+    _rule = "adam"
 
     def __init__(self, params, lr: float | torch.Tensor = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, foreach: bool | None = None,
@@ -23,9 +23,6 @@ class Adam(FusedOptimizer):
                  fused: bool | None = None, decoupled_weight_decay: bool = False,
                  folded_bias_correction: bool = False,
                  max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
-        check_lr(lr)
-        check_nonneg(epsilon=eps, weight_decay=weight_decay)
-        betas = check_betas(betas)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, foreach=foreach, capturable=capturable,
                         differentiable=differentiable, fused=fused,
@@ -33,6 +30,11 @@ class Adam(FusedOptimizer):
                         folded_bias_correction=folded_bias_correction)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm, track_grad_norm=track_grad_norm,
                          grad_norm_history=grad_norm_history)
+
+    def _check_options(self, group, where):
+        C.check_lr(group["lr"], where)
+        C.check_range(where, epsilon=group["eps"], weight_decay=group["weight_decay"])
+        C.check_betas(group["betas"], where)
 
     def _state_names(self, group):
         return ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
@@ -44,12 +46,13 @@ class Adam(FusedOptimizer):
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         if group["amsgrad"] and "max_exp_avg_sq" not in state:
             state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return False
 
-    def _hyper(self, group):
+    def _hyper_fields(self, group):
         b1, b2 = group["betas"]
-        return make_hyper(_C.AdamHyper, beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
-                          amsgrad=group["amsgrad"], maximize=group["maximize"],
-                          decoupled=group["decoupled_weight_decay"], folded=group["folded_bias_correction"])
+        return dict(beta1=float(b1), beta2=float(b2), eps=group["eps"], weight_decay=group["weight_decay"],
+                    amsgrad=group["amsgrad"], maximize=group["maximize"],
+                    decoupled=group["decoupled_weight_decay"], folded=group["folded_bias_correction"])
 
 
 class AdamW(Adam):

@@ -3,36 +3,41 @@ from __future__ import annotations
 
 import torch
 
-from .. import _C
-from ._base import FusedOptimizer, make_hyper, check_betas, check_lr, check_nonneg
+from . import _checks as C
+from ._base import FusedOptimizer
 
 
 class NAdam(FusedOptimizer):
     """Drop-in for torch.optim.NAdam (torch 2.13 signature, defaults, state and semantics).
 
-    folded_bias_correction=True uses the source documents' NAdam (DESIGN.md §3): a
+    folded_bias_correction=True uses the source documents' NAdam (architecture.md §3): a
     constant beta1 look-ahead with Adam's folded bias correction,
     theta -= lr * sqrt(1-b2^t)/(1-b1^t) * (b1*m + (1-b1)*g) / (sqrt(v) + eps);
-    momentum_decay and mu_product are then unused. Math: csrc/include/fusekit/math/nadam.h.
+    momentum_decay and mu_product are then unused. `fused` (not in torch's NAdam, which has
+    no fused form) opts into unscaling inside the kernel under GradScaler, as for Adam.
+    Math: csrc/include/fusekit/math/nadam.h.
     """
 
-    _kernel = "nadam_step"
+    _rule = "nadam"
     _has_mu_product = True
 
     def __init__(self, params, lr: float | torch.Tensor = 2e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False,
                  *, foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False, folded_bias_correction: bool = False,
+                 differentiable: bool = False, fused: bool | None = None, folded_bias_correction: bool = False,
                  max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
-        check_lr(lr)
-        check_nonneg(epsilon=eps, weight_decay=weight_decay, momentum_decay=momentum_decay)
-        betas = check_betas(betas)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
-                        capturable=capturable, differentiable=differentiable,
+                        capturable=capturable, differentiable=differentiable, fused=fused,
                         folded_bias_correction=folded_bias_correction)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm, track_grad_norm=track_grad_norm,
                          grad_norm_history=grad_norm_history)
+
+    def _check_options(self, group, where):
+        C.check_lr(group["lr"], where)
+        C.check_range(where, epsilon=group["eps"], weight_decay=group["weight_decay"],
+                      momentum_decay=group["momentum_decay"])
+        C.check_betas(group["betas"], where)
 
     def _state_names(self, group):
         return ["exp_avg", "exp_avg_sq"]
@@ -43,9 +48,10 @@ class NAdam(FusedOptimizer):
             state["mu_product"] = torch.tensor(1.0, dtype=torch.float32)
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return False
 
-    def _hyper(self, group):
+    def _hyper_fields(self, group):
         b1, b2 = group["betas"]
-        return make_hyper(_C.NAdamHyper, beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
-                          momentum_decay=group["momentum_decay"], decoupled=group["decoupled_weight_decay"],
-                          maximize=group["maximize"], folded=group["folded_bias_correction"])
+        return dict(beta1=float(b1), beta2=float(b2), eps=group["eps"], weight_decay=group["weight_decay"],
+                    momentum_decay=group["momentum_decay"], decoupled=group["decoupled_weight_decay"],
+                    maximize=group["maximize"], folded=group["folded_bias_correction"])

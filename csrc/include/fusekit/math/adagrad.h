@@ -1,7 +1,7 @@
 // Adagrad, torch.optim.Adagrad's for-loop semantics (dense gradients):
 //   g = (maximize ? -g : g) + wd*p;  clr = lr / (1 + (t-1)*lr_decay)
 //   sum += g^2;  p -= clr * g / (sqrt(sum) + eps)
-// DESIGN.md §3's AdaGrad (theta -= eps/(delta + sqrt(r)) g) is lr = eps, eps = delta.
+// architecture.md §3's AdaGrad (theta -= eps/(delta + sqrt(r)) g) is lr = eps, eps = delta.
 #pragma once
 #include "fusekit/math/common.h"
 

@@ -2,7 +2,7 @@
 //   g = maximize ? -g : g;  decoupled ? p *= 1 - lr*wd : g += wd*p
 //   m = lerp(m, g, 1-b1);   v = b2*v + (1-b2)*g^2;   vmax = max(vmax, v) if amsgrad
 //   p += -(lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
-// folded (DESIGN.md §3, Kingma & Ba §2): p -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
+// folded (architecture.md §3, Kingma & Ba §2): p -= lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
 #pragma once
 #include "fusekit/math/common.h"
 

@@ -2,7 +2,7 @@
 //   mu_t = b1 * (1 - 0.5 * 0.96^(t * momentum_decay)),  mu_product *= mu_t   (float32 state)
 //   m = lerp(m, g, 1-b1);  v = b2*v + (1-b2)*g^2;  denom = sqrt(v / (1-b2^t)) + eps
 //   p += -lr (1-mu_t) / (1-mu_product) * g / denom  -  lr mu_{t+1} / (1-mu_product mu_{t+1}) * m / denom
-// folded (DESIGN.md §3): p -= lr * sqrt(1-b2^t)/(1-b1^t) * (b1*m + (1-b1)*g) / (sqrt(v) + eps)
+// folded (architecture.md §3): p -= lr * sqrt(1-b2^t)/(1-b1^t) * (b1*m + (1-b1)*g) / (sqrt(v) + eps)
 #pragma once
 #include "fusekit/math/adam.h"
 

@@ -1,7 +1,7 @@
 // Vector norms over many tensors (torch.nn.utils.get_total_norm semantics) and the clip
 // coefficient min(1, max_norm / (total + 1e-6)) rounded as torch rounds it.
 //
-// The one summation order, on every ISA and on the GPU (DESIGN.md §2.4, §2.9):
+// The one summation order, on every ISA and on the GPU (architecture.md §2.4, §2.9):
 //  1. lane l (0..15) of each 256-element block accumulates element l of the block's 16 rows
 //     of 16 elements, in row order, from the identity (a row cut short by the end of the
 //     tensor adds only its elements);

@@ -2,7 +2,7 @@
 //   g = (maximize ? -g : g) + wd*p;  sq = alpha*sq + (1-alpha)*g^2
 //   centered: ga = lerp(ga, g, 1-alpha), avg = sqrt(sq - ga^2) + eps; else avg = sqrt(sq) + eps
 //   momentum: buf = momentum*buf + g/avg, p -= lr*buf;  else p -= lr*g/avg
-// Source form (DESIGN.md §3) via options: eps_in_sqrt -> avg = sqrt(sq + eps);
+// Source form (architecture.md §3) via options: eps_in_sqrt -> avg = sqrt(sq + eps);
 // lr_in_momentum -> buf = momentum*buf + lr*g/avg, p -= buf; square_avg starts at 1 (Python).
 #pragma once
 #include "fusekit/math/common.h"

@@ -3,7 +3,7 @@
 //   buf = first ? g : momentum * buf + (1 - dampening) * g
 //   g = nesterov ? g + momentum * buf : buf;   p -= lr * g
 // (every `a + s * b` of the form x.add_(y, alpha=s) rounds once, as torch's fmadd)
-// DESIGN.md §3 (SGD, momentum v <- gamma v + g, Nesterov) are the dampening = 0 cases.
+// architecture.md §3 (SGD, momentum v <- gamma v + g, Nesterov) are the dampening = 0 cases.
 #pragma once
 #include "fusekit/math/common.h"
 

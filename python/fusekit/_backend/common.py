@@ -1,19 +1,16 @@
-"""Tensors -> raw kernel arguments (pointers, numels, dtype codes, device, stream).
-
-The C++/CUDA core never sees a torch.Tensor (DESIGN.md §2.1). Everything that can be
-checked is checked here, before any kernel writes memory.
-"""
+"""What every kernel call shares: dtype codes, devices and streams, output allocation,
+layouts, and (ptr, nbytes) pairs for the native size checks."""
 from __future__ import annotations
 
 import os
 
 import torch
+from torch._prims_common import suggest_memory_format
 
-from . import _C
+from .. import _C
 
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 _REAL_OF_COMPLEX = {torch.complex64: torch.float32, torch.complex128: torch.float64}
-
 
 # Fresh CPU outputs from this size up are backed by transparent huge pages (see
 # csrc/cpu/memory.h); FUSEKIT_HUGEPAGES=0 turns the hint off.
@@ -29,6 +26,14 @@ def new_output(shape, like: torch.Tensor, dtype: torch.dtype | None = None,
     if _HUGEPAGES and nbytes >= _HUGE_OUTPUT_BYTES and t.device.type == "cpu":
         _C.advise_huge_pages(t.data_ptr(), nbytes)
     return t
+
+
+def buf(t: torch.Tensor | None) -> tuple[int, int]:
+    """(data_ptr, nbytes) of a dense tensor, (0, 0) for None: what the native entry points
+    check every pointer against (csrc/include/fusekit/buffers.h)."""
+    if t is None:
+        return 0, 0
+    return t.data_ptr(), t.numel() * t.element_size()
 
 
 def cuda_available() -> bool:
@@ -59,9 +64,38 @@ def real_dtype(dtype: torch.dtype) -> torch.dtype:
     return _REAL_OF_COMPLEX.get(dtype, dtype)
 
 
-def is_channels_last(t: torch.Tensor) -> bool:
-    """A 4-D tensor laid out channels_last (and not also plain contiguous)."""
-    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+def local(t):
+    """The tensor whose memory a kernel touches: a DTensor's local shard, else t itself.
+    Kernels and custom ops never see DTensors (they have no sharding rules)."""
+    return t._local_tensor if hasattr(t, "_local_tensor") else t
+
+
+def memory_format(*tensors) -> torch.memory_format:
+    """torch's choice for a layer's outputs and gradients: channels_last when any 4-D
+    operand suggests it (c10's suggest_memory_format, stride-based), else contiguous."""
+    for t in tensors:
+        if t is not None and t.dim() == 4 and _suggests_channels_last(t):
+            return torch.channels_last
+    return torch.contiguous_format
+
+
+def in_format(t: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """t laid out in fmt with the strides torch.empty(..., memory_format=fmt) gives: where a
+    size-1 dimension makes two stride sets describe the same memory (one channel, a 1x1
+    plane), torch's outputs carry the canonical ones."""
+    t = t.contiguous(memory_format=fmt)
+    if fmt == torch.channels_last and t.dim() == 4:
+        n, c, h, w = t.shape
+        want = (h * w * c, 1, w * c, c)
+        if t.stride() != want:
+            t = t.as_strided(t.shape, want)
+    return t
+
+
+def _suggests_channels_last(t: torch.Tensor) -> bool:
+    if torch.jit.is_tracing():  # sizes are traced tensors there: the layout's plain reading
+        return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    return suggest_memory_format(t) == torch.channels_last
 
 
 def is_dense(t: torch.Tensor) -> bool:
@@ -92,6 +126,7 @@ def current_stream(device: torch.device) -> int:
 
 
 def device_index(device: torch.device) -> int:
+    """-1 for the CPU, the ordinal for CUDA; raises for other devices or a build without CUDA."""
     if device.type == "cpu":
         return -1
     if device.type == "cuda":
@@ -101,7 +136,7 @@ def device_index(device: torch.device) -> int:
                 "rebuild with nvcc available (FUSEKIT_CUDA=1) to update CUDA tensors"
             )
         return device.index if device.index is not None else torch.cuda.current_device()
-    raise TypeError(f"fusekit kernels run on CPU and CUDA tensors, not on device '{device.type}'")
+    raise RuntimeError(f"fusekit kernels run on CPU and CUDA tensors, not on device '{device.type}'")
 
 
 def set_launch(args, t: torch.Tensor):

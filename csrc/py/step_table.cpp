@@ -1,0 +1,306 @@
+// StepTable (step_table.h): the cached argument tables of eager optimizer steps.
+#include "py/step_table.h"
+
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "py/bindings.h"
+
+namespace py = pybind11;
+
+namespace fusekit::bind {
+namespace {
+
+// torch.Tensor methods and attribute names, resolved once; methods are called through
+// their descriptors (vectorcall), which skips the bound-method object of t.data_ptr().
+struct TensorApi {
+  PyObject *data_ptr, *is_contiguous, *numel, *get_device, *nbytes;
+  PyObject *grad, *local, *dtype, *shape, *is_cuda;
+};
+
+const TensorApi& api() {
+  static const TensorApi a = [] {
+    py::module_ torch = py::module_::import("torch");
+    py::object base = torch.attr("_C").attr("TensorBase");
+    auto keep = [](py::object o) { return o.release().ptr(); };  // immortal for the process
+    return TensorApi{keep(base.attr("data_ptr")),  keep(base.attr("is_contiguous")), keep(base.attr("numel")),
+                     keep(base.attr("get_device")), keep(py::str("nbytes")),         keep(py::str("grad")),
+                     keep(py::str("_local_tensor")), keep(py::str("dtype")),         keep(py::str("shape")),
+                     keep(py::str("is_cuda"))};
+  }();
+  return a;
+}
+
+PyObject* call0(PyObject* method, PyObject* self) {
+  PyObject* r = PyObject_Vectorcall(method, &self, 1, nullptr);
+  if (r == nullptr) throw py::error_already_set();
+  return r;
+}
+
+int64_t call_int(PyObject* method, PyObject* self) {
+  PyObject* r = call0(method, self);
+  const long long v = PyLong_AsLongLong(r);
+  Py_DECREF(r);
+  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return v;
+}
+
+uintptr_t data_ptr(py::handle t) {
+  PyObject* r = call0(api().data_ptr, t.ptr());
+  const unsigned long long v = PyLong_AsUnsignedLongLong(r);
+  Py_DECREF(r);
+  if (PyErr_Occurred()) throw py::error_already_set();
+  return static_cast<uintptr_t>(v);
+}
+
+bool is_contiguous(py::handle t) {
+  PyObject* r = call0(api().is_contiguous, t.ptr());
+  const bool v = r == Py_True;
+  Py_DECREF(r);
+  return v;
+}
+
+// getattr that returns a new reference or throws.
+py::object attr(py::handle o, PyObject* name) {
+  PyObject* r = PyObject_GetAttr(o.ptr(), name);
+  if (r == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
+}
+
+// dict item (borrowed) or nullptr; never raises for a missing key.
+PyObject* item(py::handle d, py::handle key) {
+  PyObject* r = PyDict_GetItemWithError(d.ptr(), key.ptr());
+  if (r == nullptr && PyErr_Occurred()) throw py::error_already_set();
+  return r;
+}
+
+template <class Rule> void run_typed(const StepArgs& a, py::handle h) {
+  const auto& hyper = h.cast<const typename Rule::Hyper&>();
+  py::gil_scoped_release release;
+  optimizer_step<Rule>(a, hyper);
+}
+
+}  // namespace
+
+void run_rule(Rule rule, const StepArgs& a, py::handle h) {
+  switch (rule) {
+    case Rule::SGD: return run_typed<SGDRule>(a, h);
+    case Rule::Adam: return run_typed<AdamRule>(a, h);
+    case Rule::NAdam: return run_typed<NAdamRule>(a, h);
+    case Rule::RMSprop: return run_typed<RMSpropRule>(a, h);
+    case Rule::Adagrad: return run_typed<AdagradRule>(a, h);
+    case Rule::GradOp: return run_typed<GradOpRule>(a, h);
+  }
+  throw std::invalid_argument("unknown optimizer rule");
+}
+
+StepTable::StepTable(Rule rule, py::object hyper, py::list params, py::dict state, std::vector<std::string> names,
+                     bool has_step, bool has_mu)
+    : rule_(rule), hyper_(std::move(hyper)), params_(std::move(params)), state_(std::move(state)),
+      step_key_(py::str("step")), mu_key_(py::str("mu_product")), has_step_(has_step), has_mu_(has_mu) {
+  for (const auto& n : names) names_.push_back(py::str(n));
+  for (int64_t i = 0; i < static_cast<int64_t>(py::len(params_)); ++i) without_grad_.push_back(i);
+}
+
+int StepTable::add_bucket(int dtype, int device) {
+  if (dtype < 0 || dtype > 3) throw py::value_error("unknown dtype code");
+  Bucket b;
+  b.args.dtype = static_cast<DType>(dtype);
+  b.args.device = device;
+  b.args.nslots = 2 + static_cast<int>(names_.size());
+  buckets_.push_back(std::move(b));
+  return static_cast<int>(buckets_.size()) - 1;
+}
+
+void StepTable::add_member(int64_t index, int bucket, py::list holders, py::list locals, int64_t numel,
+                           py::object step, py::object mu, bool first, bool dtensor) {
+  if (bucket < 0 || bucket >= buckets()) throw py::index_error("bucket");
+  if (index < 0 || index >= static_cast<int64_t>(py::len(params_))) throw py::index_error("param index");
+  if (py::len(holders) != names_.size() || py::len(locals) != names_.size() + 2)
+    throw py::value_error("one holder per state slot and one local per tensor slot");
+  if (has_step_ == step.is_none() || has_mu_ == mu.is_none()) throw py::value_error("scalar state mismatch");
+  Bucket& b = buckets_[bucket];
+  Member m;
+  m.index = index;
+  m.bucket = bucket;
+  m.slot = b.args.count++;
+  m.param = params_[index];
+  m.param_local = locals[0];
+  PyObject* sd = item(state_, m.param);
+  if (sd == nullptr) throw py::value_error("the parameter has no state entry");
+  m.state_dict = py::reinterpret_borrow<py::object>(sd);
+  for (auto h : holders) m.holders.push_back(py::reinterpret_borrow<py::object>(h));
+  for (auto l : locals) {
+    m.ptrs.push_back(data_ptr(l));
+    m.nbytes.push_back(attr(l, api().nbytes).cast<int64_t>());
+    m.locals.push_back(py::reinterpret_borrow<py::object>(l));
+  }
+  py::handle grad = locals[1];
+  m.grad_dtype = attr(grad, api().dtype);
+  m.grad_shape = attr(grad, api().shape);
+  m.locals[1] = py::none();  // holding a gradient would keep its memory alive (see check_grad)
+  m.step = step;
+  m.mu = mu;
+  m.numel = numel;
+  m.dtensor = dtensor;
+  b.args.numels.push_back(numel);
+  b.args.first.push_back(first ? 1 : 0);
+  if (has_step_) b.args.steps.push_back(data_ptr(step));
+  if (has_mu_) b.args.mu_products.push_back(data_ptr(mu));
+  members_.push_back(std::move(m));
+  without_grad_.erase(std::remove(without_grad_.begin(), without_grad_.end(), index), without_grad_.end());
+  laid_out_ = false;
+}
+
+// Pointer and byte tables are slot-major, so they are laid out once every member is known.
+void StepTable::lay_out() {
+  for (Bucket& bk : buckets_) {
+    bk.args.ptrs.assign(bk.args.nslots * bk.args.count, 0);
+    bk.args.nbytes.assign(bk.args.nslots * bk.args.count, 0);
+  }
+  for (const Member& mm : members_) {
+    StepArgs& a = buckets_[mm.bucket].args;
+    for (size_t k = 0; k < mm.ptrs.size(); ++k) {
+      a.ptrs[k * a.count + mm.slot] = mm.ptrs[k];
+      a.nbytes[k * a.count + mm.slot] = mm.nbytes[k];
+    }
+  }
+  laid_out_ = true;
+}
+
+bool StepTable::check_grad(const Member& m, py::handle g) const {
+  // Gradients are new tensors each step after zero_grad(set_to_none=True), so each is
+  // checked against what the table was built with: dtype, shape, device (the kernel's
+  // reads depend on them) and a contiguous strided layout. No reference to it is kept: holding
+  // last step's gradients would keep their memory alive through the next backward.
+  if (attr(g, api().dtype).ptr() != m.grad_dtype.ptr()) return false;
+  const int same_shape = PyObject_RichCompareBool(attr(g, api().shape).ptr(), m.grad_shape.ptr(), Py_EQ);
+  if (same_shape < 0) throw py::error_already_set();
+  if (!same_shape) return false;
+  const int device = buckets_[m.bucket].args.device;
+  if ((attr(g, api().is_cuda).ptr() == Py_True) != (device >= 0)) return false;
+  if (device >= 0 && call_int(api().get_device, g.ptr()) != device) return false;
+  return is_contiguous(g);  // False for sparse layouts too
+}
+
+bool StepTable::refresh_member(Member& m) {
+  StepArgs& a = buckets_[m.bucket].args;
+  const int64_t n = a.count;
+  // the param itself, and its local shard for DTensors
+  if (PyList_GET_ITEM(params_.ptr(), m.index) != m.param.ptr()) return false;
+  if (m.dtensor && attr(m.param, api().local).ptr() != m.param_local.ptr()) return false;
+  if (data_ptr(m.param_local) != a.ptrs[m.slot]) return false;
+  // the gradient: a new tensor each step after zero_grad(set_to_none=True)
+  py::object g = attr(m.param, api().grad);
+  if (g.is_none()) return false;
+  if (m.dtensor) g = attr(g, api().local);
+  if (!check_grad(m, g)) return false;
+  a.ptrs[n + m.slot] = data_ptr(g);
+  // the optimizer state: the same entries as at build, at the same addresses (the mapping
+  // param -> state dict is versioned in Python: optim/_state.py)
+  for (size_t k = 0; k < names_.size(); ++k) {
+    if (item(m.state_dict, names_[k]) != m.holders[k].ptr()) return false;
+    if (m.dtensor && attr(m.holders[k], api().local).ptr() != m.locals[k + 2].ptr()) return false;
+    if (data_ptr(m.locals[k + 2]) != a.ptrs[(k + 2) * n + m.slot]) return false;
+  }
+  if (has_step_ && (item(m.state_dict, step_key_) != m.step.ptr() || data_ptr(m.step) != a.steps[m.slot])) return false;
+  if (has_mu_ && (item(m.state_dict, mu_key_) != m.mu.ptr() || data_ptr(m.mu) != a.mu_products[m.slot])) return false;
+  return true;
+}
+
+bool StepTable::refresh() {
+  if (!laid_out_) lay_out();
+  try {
+    if (static_cast<size_t>(PyList_GET_SIZE(params_.ptr())) != members_.size() + without_grad_.size()) return false;
+    for (int64_t i : without_grad_)
+      if (!attr(PyList_GET_ITEM(params_.ptr(), i), api().grad).is_none()) return false;
+    for (Member& m : members_)
+      if (!refresh_member(m)) return false;
+    return true;
+  } catch (py::error_already_set&) {
+    // Anything that cannot even be read the usual way (a sparse gradient's data_ptr, say)
+    // is a change: the caller's full validation then raises the proper error.
+    PyErr_Clear();
+    return false;
+  }
+}
+
+void StepTable::launch(int bucket, double lr, uintptr_t lr_ptr, bool capturable, uintptr_t grad_scale,
+                       uintptr_t found_inf, uintptr_t clip_coef, int num_threads, uintptr_t stream) {
+  if (!laid_out_) lay_out();
+  StepArgs& a = buckets_.at(bucket).args;
+  a.lr = lr;
+  a.lr_ptr = lr_ptr;
+  a.capturable = capturable;
+  a.grad_scale = grad_scale;
+  a.found_inf = found_inf;
+  a.clip_coef = clip_coef;
+  a.num_threads = num_threads;
+  a.stream = stream;
+  run_rule(rule_, a, hyper_);
+  std::fill(a.first.begin(), a.first.end(), 0);
+}
+
+void StepTable::append_grads(NormArgs& out) {
+  if (!laid_out_) lay_out();
+  for (const Member& m : members_) {
+    const StepArgs& a = buckets_[m.bucket].args;
+    out.ptrs.push_back(a.ptrs[a.count + m.slot]);
+    out.numels.push_back(m.numel);
+    out.nbytes.push_back(a.nbytes[a.count + m.slot]);
+    out.dtypes.push_back(static_cast<int32_t>(a.dtype));
+    ++out.count;
+  }
+}
+
+bool StepTable::has_first() const {
+  for (const Bucket& b : buckets_)
+    for (uint8_t f : b.args.first)
+      if (f) return true;
+  return false;
+}
+
+void bind_step_table(py::module_& m) {
+  py::enum_<Rule>(m, "Rule")
+      .value("SGD", Rule::SGD)
+      .value("Adam", Rule::Adam)
+      .value("NAdam", Rule::NAdam)
+      .value("RMSprop", Rule::RMSprop)
+      .value("Adagrad", Rule::Adagrad)
+      .value("GradOp", Rule::GradOp);
+  m.def("optimizer_step", [](Rule rule, const StepArgs& a, py::object hyper) { run_rule(rule, a, hyper); },
+        py::arg("rule"), py::arg("args"), py::arg("hyper"));
+  py::class_<StepTable>(m, "StepTable")
+      .def(py::init<Rule, py::object, py::list, py::dict, std::vector<std::string>, bool, bool>(), py::arg("rule"),
+           py::arg("hyper"), py::arg("params"), py::arg("state"), py::arg("state_names"), py::arg("has_step"),
+           py::arg("has_mu"))
+      .def("add_bucket", &StepTable::add_bucket, py::arg("dtype"), py::arg("device"))
+      .def("add_member", &StepTable::add_member, py::arg("index"), py::arg("bucket"), py::arg("holders"),
+           py::arg("locals"), py::arg("numel"), py::arg("step"), py::arg("mu"), py::arg("first"), py::arg("dtensor"))
+      .def("refresh", &StepTable::refresh)
+      .def("launch", &StepTable::launch, py::arg("bucket"), py::arg("lr"), py::arg("lr_ptr"), py::arg("capturable"),
+           py::arg("grad_scale"), py::arg("found_inf"), py::arg("clip_coef"), py::arg("num_threads"),
+           py::arg("stream"))
+      .def_property_readonly("buckets", &StepTable::buckets)
+      .def("bucket_device", &StepTable::bucket_device, py::arg("bucket"))
+      .def_property_readonly("has_first", &StepTable::has_first);
+  m.def("table_grad_numels", [](const std::vector<StepTable*>& tables) {
+    NormArgs a;
+    for (StepTable* t : tables) t->append_grads(a);
+    return a.numels;
+  }, py::arg("tables"));
+  m.def("norm_of_tables", [](const std::vector<StepTable*>& tables, NormArgs a) {
+    a.ptrs.clear(), a.numels.clear(), a.nbytes.clear(), a.dtypes.clear(), a.count = 0;
+    for (StepTable* t : tables) t->append_grads(a);
+    NormResult r;
+    {
+      py::gil_scoped_release release;
+      r = tensor_norms(a);
+    }
+    return py::make_tuple(r.total, r.coef);
+  }, py::arg("tables"), py::arg("args"));
+}
+
+}  // namespace fusekit::bind

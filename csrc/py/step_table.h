@@ -1,0 +1,90 @@
+// The eager hot path of a fused optimizer step (architecture.md §2.6): one param group's kernel
+// argument tables (pointers, sizes, hyper-parameters), built once by Python after full
+// validation and reused while every tensor behind them is unchanged.
+//
+// refresh() re-reads each pointer through the Python C API (no per-tensor Python code):
+// the group's param list, each param's data and gradient, its state entries and, for
+// DTensors, their local shards (the mapping from params to state dicts is versioned on the
+// Python side: optim/_state.py). Anything that differs from the build (a new
+// gradient layout, p.data replaced, state swapped or reloaded, a gradient appearing or
+// vanishing) makes it return false without writing anything; Python then validates and
+// rebuilds. New gradient tensors of the same layout (zero_grad(set_to_none=True)) are
+// the common case and cost one check each.
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "fusekit/norm_args.h"
+#include "fusekit/optim_step.h"
+
+namespace fusekit::bind {
+
+enum class Rule : int { SGD = 0, Adam = 1, NAdam = 2, RMSprop = 3, Adagrad = 4, GradOp = 5 };
+
+// Runs one fused step of `rule` (hyper: the rule's Hyper struct), without the GIL.
+void run_rule(Rule rule, const StepArgs& args, pybind11::handle hyper);
+
+class StepTable {
+ public:
+  StepTable(Rule rule, pybind11::object hyper, pybind11::list params, pybind11::dict state,
+            std::vector<std::string> state_names, bool has_step, bool has_mu);
+
+  // One (device, dtype) bucket; returns its index.
+  int add_bucket(int dtype, int device);
+  // Param `index` of the group (which has a gradient) in `bucket`. holders: the state
+  // entries in slot order (what state[p][name] held at build); locals: the tensors whose
+  // memory the kernel touches (param, grad, states; local shards for DTensors); numel and
+  // nbytes per local; step / mu: the 0-d float32 scalar state (or None).
+  void add_member(int64_t index, int bucket, pybind11::list holders, pybind11::list locals, int64_t numel,
+                  pybind11::object step, pybind11::object mu, bool first, bool dtensor);
+
+  bool refresh();
+  // Runs bucket b's kernel with this step's scalars. first-step flags are cleared after a
+  // launch (the caller skips launches whose found_inf it knows to be set).
+  void launch(int bucket, double lr, uintptr_t lr_ptr, bool capturable, uintptr_t grad_scale, uintptr_t found_inf,
+              uintptr_t clip_coef, int num_threads, uintptr_t stream);
+  // The current gradients as a norm call's tensor list (CPU or one device; see tensor_norms).
+  void append_grads(NormArgs& a);
+  int buckets() const { return static_cast<int>(buckets_.size()); }
+  int bucket_device(int b) const { return buckets_.at(b).args.device; }
+  bool has_first() const;
+
+ private:
+  struct Member {
+    int64_t index;
+    int bucket;
+    int64_t slot;  // position within the bucket
+    pybind11::object param, param_local, state_dict, step, mu;
+    std::vector<pybind11::object> holders, locals;  // states (holders) and param/grad/states (locals)
+    std::vector<uintptr_t> ptrs;   // at build, per tensor slot
+    std::vector<int64_t> nbytes;
+    pybind11::object grad_dtype, grad_shape;  // what the gradient was at build
+    int64_t numel;  // kernel elements (real view for complex)
+    bool dtensor;
+  };
+  struct Bucket {
+    StepArgs args;
+  };
+
+  bool refresh_member(Member& m);
+  bool check_grad(const Member& m, pybind11::handle g) const;
+  void lay_out();
+
+  Rule rule_;
+  pybind11::object hyper_;
+  pybind11::list params_;
+  pybind11::dict state_;
+  std::vector<pybind11::object> names_;  // state keys as Python strings
+  pybind11::object step_key_, mu_key_;
+  bool has_step_, has_mu_;
+  std::vector<Member> members_;
+  std::vector<int64_t> without_grad_;  // group indices built without a gradient
+  std::vector<Bucket> buckets_;
+  bool laid_out_ = false;
+};
+
+void bind_step_table(pybind11::module_& m);
+
+}  // namespace fusekit::bind
