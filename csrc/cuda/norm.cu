@@ -5,7 +5,7 @@
 //     A chunk of 64 blocks x 16 lanes x 16 rows is reduced by 256 threads (128 for the
 //     16-bit types, two chunks at once): a thread owns kNormThreadLanes adjacent lanes of one
 //     block and walks its 16 rows with 8 independent 16-byte loads in flight (4 for the
-//     p-norm), then warp
+//     16-bit types and the p-norm), then warp
 //     shuffles and a shared-memory level finish the chunk's subtree -> workspace[chunk].
 //  2. per-tensor tree: one block per tensor combines its chunk partials level by level in
 //     shared memory (segments of 512 in place for long tensors) -> norms[tensor].
@@ -56,9 +56,10 @@ template <NormKind K, class S> __device__ __forceinline__ compute_t<S> full_lane
   using A = compute_t<S>;
   constexpr int L = kNormThreadLanes<S>;
   constexpr int W = L * static_cast<int>(sizeof(S)) / 16;  // 16-byte loads per row: 1, or 2 for float64
-  // Rows in flight: 8 loads of 16 bytes; for the p-norm 4, and 2 in float64 (pow() needs
-  // the registers).
-  constexpr int R = K != NormKind::P ? 8 / W : (W == 1 ? 4 : 1);
+  // Rows in flight: 8 loads of 16 bytes for float32 and float64 (2 per row), 4 for the
+  // 16-bit types (8 lanes to convert per row) and the float32 p-norm, 2 for the float64
+  // p-norm (pow() needs the registers): within 64 registers on sm_75 to sm_90.
+  constexpr int R = K != NormKind::P ? (sizeof(S) == 2 ? 4 : 8 / W) : (W == 1 ? 4 : 1);
   A acc[L];
 #pragma unroll
   for (int l = 0; l < L; ++l) acc[l] = norm_identity<K, A>();
@@ -97,10 +98,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) partials_kernel(const __
   const A p = static_cast<A>(a.p);
   const int g = threadIdx.x / kPerChunk, t = threadIdx.x % kPerChunk;
   const int b = t / kGroups, q = t % kGroups;
-  int lo, hi;
-  block_chunk_range(blockIdx.x, gridDim.x, a.table.nchunks, lo, hi);
-  for (int c0 = lo; c0 < hi; c0 += kChunksAtOnce) {
-    const int c = c0 + g;
+  // The block's chunk range waits in shared memory (it is uniform), leaving the registers
+  // to the loads in flight (no spills on sm_75 either).
+  __shared__ int range[2];
+  if (threadIdx.x == 0) block_chunk_range(blockIdx.x, gridDim.x, a.table.nchunks, range[0], range[1]);
+  __syncthreads();
+  const volatile int* vr = range;
+  for (int c0 = vr[0]; c0 < vr[1]; c0 += kChunksAtOnce) {
+    const int c = c0 + g, hi = vr[1];
     A v = norm_identity<K, A>();
     bool present = false;
     int e = 0;
@@ -184,7 +189,7 @@ struct FinishBatch {
 };
 
 template <NormKind K>
-__global__ void __launch_bounds__(kTreeThreads) tensor_norms_kernel(const __grid_constant__ FinishBatch b, double p,
+__global__ void __launch_bounds__(kTreeThreads, 1) tensor_norms_kernel(const __grid_constant__ FinishBatch b, double p,
                                                                     double* ws, double* norms) {
   __shared__ double sh[kSegment];
   for (int i = blockIdx.x; i < b.n; i += gridDim.x) {
@@ -199,7 +204,7 @@ __global__ void __launch_bounds__(kTreeThreads) tensor_norms_kernel(const __grid
 
 // The total over norms[0..n) (scratch: ws), its unscaled value and the clip coefficient.
 template <NormKind K>
-__global__ void __launch_bounds__(kTreeThreads)
+__global__ void __launch_bounds__(kTreeThreads, 1)
     total_kernel(double p, DType d, const double* norms, double* ws, int64_t n, double* total, double* total_unscaled,
                  const float* grad_scale, double max_norm, const float* max_norm_ptr, float* coef) {
   __shared__ double sh[kSegment];
