@@ -107,12 +107,15 @@ template <NormKind K, int L, class A> FK_HOST_DEVICE void norm_row_step(A* acc, 
 template <NormKind K, int L, class S>
 FK_HOST_DEVICE compute_t<S> norm_lane_group(const S* x, int64_t n, int q, compute_t<S> p) {
   using A = compute_t<S>;
+  const int m = n < kNormBlock ? static_cast<int>(n) : static_cast<int>(kNormBlock);  // the block's elements
   A acc[L], vals[L];
   for (int l = 0; l < L; ++l) acc[l] = norm_identity<K, A>();
-  for (int64_t r = 0; r < kNormLanes && r * kNormLanes + q * L < n; ++r) {
-    const int64_t e0 = r * kNormLanes + q * L;
-    const int64_t m = n - e0;
-    const int count = m < L ? static_cast<int>(m) : L;
+#if defined(__CUDA_ARCH__)
+#pragma unroll 1  // the kernels' rare path (a block's tail, misaligned tensors): no register cost
+#endif
+  for (int r = 0; r < kNormLanes && r * kNormLanes + q * L < m; ++r) {
+    const int e0 = r * kNormLanes + q * L;
+    const int count = m - e0 < L ? m - e0 : L;
     for (int l = 0; l < count; ++l) vals[l] = load(x, e0 + l);
     norm_row_step<K, L>(acc, vals, count, p);
   }
