@@ -4,6 +4,8 @@
 #include <pybind11/stl.h>
 
 #include "fusekit/launch_plan.h"
+#include "fusekit/multi_tensor.h"
+#include "fusekit/norm_replay.h"
 #include "fusekit/math/norm.h"
 #include "fusekit/norm_args.h"
 #include "fusekit/norm_tail.h"
@@ -135,16 +137,14 @@ void bind_optim(py::module_& m) {
       out.emplace_back(c.tensor, c.start, c.len);
     return out;
   });
-  m.def("plan_launches", [](const std::vector<int64_t>& numels, int64_t chunk, int max_tensors, int max_chunks) {
-    py::list out;
-    for (const LaunchBatch& b :
-         plan_launches(numels.data(), static_cast<int64_t>(numels.size()), chunk, max_tensors, max_chunks)) {
-      py::list chunks;
-      for (const Chunk& c : b.chunks) chunks.append(py::make_tuple(c.tensor, c.start, c.len));
-      out.append(py::make_tuple(b.tensors, chunks));
-    }
-    return out;
-  });
+  // CUDA launch geometry, walked on the host by the kernels' own index functions (tests).
+  m.def("launch_schedule", &launch_schedule, py::arg("numels"), py::arg("chunk_elems"), py::arg("max_entries"),
+        py::arg("max_chunks"), py::arg("grid"));
+  m.def("set_launch_limits", &set_launch_limits, py::arg("max_entries") = 0, py::arg("max_chunks") = 0,
+        "Caps the CUDA launches' entries and chunks (self-tests: split tensors with small data); 0 = default.");
+  m.attr("table_entries") = kTableEntries;
+  m.def("norm_chunk_partials", &norm_chunk_partials, py::arg("ptr"), py::arg("numel"), py::arg("dtype"),
+        py::arg("norm_type"), py::arg("gpu_order"));
 }
 
 }  // namespace fusekit::bind

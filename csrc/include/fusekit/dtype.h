@@ -75,10 +75,15 @@ FK_HOST_DEVICE Half float_to_half(float f) {
 }
 FK_HOST_DEVICE float bf16_to_float(BFloat16 b) { return f32_from_bits(static_cast<uint32_t>(b.bits) << 16); }
 FK_HOST_DEVICE BFloat16 float_to_bf16(float f) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  // One cvt.rn.bf16.f32: the same rounding; only a NaN's payload differs (0x7FFF).
+  return BFloat16{__bfloat16_as_ushort(__float2bfloat16_rn(f))};
+#else
   const uint32_t u = f32_bits(f);
   if (f != f) return BFloat16{0x7FC0};
   const uint32_t rounded = u + 0x7FFFu + ((u >> 16) & 1u);
   return BFloat16{static_cast<uint16_t>(rounded >> 16)};
+#endif
 }
 
 // Storage type S is read and written through its compute type: float for the half types

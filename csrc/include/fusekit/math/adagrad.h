@@ -18,10 +18,12 @@ template <class T> struct AdagradCoeffs {
 
 struct AdagradRule {
   using Hyper = AdagradHyper;
+  static const char* name(const Hyper&) { return "Adagrad"; }  // torch's class name, for messages
   template <class T> using Coeffs = AdagradCoeffs<T>;
   static constexpr int kVariants = 2;  // bit 0: weight decay
   static int variant(const Hyper& h) { return h.weight_decay != 0 ? 1 : 0; }
   static constexpr int slots(int) { return 3; }
+  static constexpr bool reachable(int) { return true; }
 
   FK_HOST_DEVICE static void advance(const Hyper&, StepState& s) { s.step += 1.f; }
 
@@ -32,7 +34,7 @@ struct AdagradRule {
 
   template <int V, class T> FK_HOST_DEVICE static void apply(const Coeffs<T>& c, T* x) {
     T g = c.sign * x[kGrad];
-    if constexpr (V != 0) g = g + c.weight_decay * x[kParam];
+    if constexpr (V != 0) g = fk_fma(x[kParam], c.weight_decay, g);  // grad.add(param, alpha=wd)
     const T sum = x[kState0] + g * g;
     x[kState0] = sum;
     x[kParam] = x[kParam] + c.neg_clr * g / (fk_sqrt(sum) + c.eps);

@@ -24,13 +24,14 @@ FK_HOST_DEVICE void adam_moments(const C& c, const T* x, T& p, T& g, T& m, T& v)
   p = x[kParam];
   g = c.sign * x[kGrad];
   if constexpr (kWd == kDecoupled) p = p * c.decay;
-  if constexpr (kWd == kL2) g = g + c.weight_decay * p;
+  if constexpr (kWd == kL2) g = fk_fma(p, c.weight_decay, g);  // grad.add(param, alpha=wd)
   m = lerp<kLargeWeight>(x[kState0], g, c.one_minus_beta1);
   v = x[kState1] * c.beta2 + c.one_minus_beta2 * g * g;
 }
 
 struct AdamRule {
   using Hyper = AdamHyper;
+  static const char* name(const Hyper& h) { return h.decoupled ? "AdamW" : "Adam"; }  // torch's class name, for messages
   template <class T> using Coeffs = AdamCoeffs<T>;
   // bit 0: amsgrad (adds max_exp_avg_sq); bits 1-2: WeightDecay mode; bit 3: lerp weight >= 0.5
   static constexpr int kVariants = 16;
@@ -39,6 +40,7 @@ struct AdamRule {
     return (h.amsgrad ? 1 : 0) | (wd << 1) | (lerp_large(1.0 - h.beta1) ? 8 : 0);
   }
   static constexpr int slots(int v) { return (v & 1) ? 5 : 4; }
+  static constexpr bool reachable(int v) { return ((v >> 1) & 3) != 3; }  // no WeightDecay mode 3
 
   FK_HOST_DEVICE static void advance(const Hyper&, StepState& s) { s.step += 1.f; }
 
@@ -46,8 +48,8 @@ struct AdamRule {
   // bias correction moves into the step size and sqrt(v) is divided by exactly 1.
   template <class T> FK_HOST_DEVICE static Coeffs<T> coeffs(const Hyper& h, double lr, const StepState& s) {
     const double t = s.step;
-    const double bc1 = 1.0 - pow(h.beta1, t);
-    const double bc2_sqrt = sqrt(1.0 - pow(h.beta2, t));
+    const double bc1 = 1.0 - pow_step(h.beta1, t);
+    const double bc2_sqrt = sqrt(1.0 - pow_step(h.beta2, t));
     const double step_size = h.folded ? lr * bc2_sqrt / bc1 : lr / bc1;
     return {T(h.maximize ? -1.0 : 1.0), T(1.0 - h.beta1), T(h.beta2), T(1.0 - h.beta2),
             T(h.folded ? 1.0 : bc2_sqrt), T(h.eps), T(-step_size), T(1.0 - lr * h.weight_decay),

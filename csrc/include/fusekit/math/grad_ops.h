@@ -18,10 +18,12 @@ template <class T> struct GradOpCoeffs {
 
 struct GradOpRule {
   using Hyper = GradOpHyper;
+  static const char* name(const Hyper&) { return "grad op"; }  // torch's class name, for messages
   template <class T> using Coeffs = GradOpCoeffs<T>;
   static constexpr int kVariants = 2;  // 0: scale, 1: clamp
   static int variant(const Hyper& h) { return h.clamp ? 1 : 0; }
   static constexpr int slots(int) { return 1; }
+  static constexpr bool reachable(int) { return true; }
 
   FK_HOST_DEVICE static void advance(const Hyper&, StepState&) {}
 

@@ -19,6 +19,7 @@ template <class T> struct NAdamCoeffs {
 
 struct NAdamRule {
   using Hyper = NAdamHyper;
+  static const char* name(const Hyper&) { return "NAdam"; }  // torch's class name, for messages
   template <class T> using Coeffs = NAdamCoeffs<T>;
   // bit 0: folded; bits 1-2: WeightDecay mode; bit 3: lerp weight >= 0.5
   static constexpr int kVariants = 16;
@@ -27,6 +28,7 @@ struct NAdamRule {
     return (h.folded ? 1 : 0) | (wd << 1) | (lerp_large(1.0 - h.beta1) ? 8 : 0);
   }
   static constexpr int slots(int) { return 4; }
+  static constexpr bool reachable(int v) { return ((v >> 1) & 3) != 3; }  // no WeightDecay mode 3
 
   FK_HOST_DEVICE static double mu(const Hyper& h, double t) {
     return h.beta1 * (1.0 - 0.5 * pow(0.96, t * h.momentum_decay));
@@ -39,10 +41,10 @@ struct NAdamRule {
 
   template <class T> FK_HOST_DEVICE static Coeffs<T> coeffs(const Hyper& h, double lr, const StepState& s) {
     const double t = s.step;
-    const double bc2 = 1.0 - pow(h.beta2, t);
+    const double bc2 = 1.0 - pow_step(h.beta2, t);
     double coef_g, coef_m;
     if (h.folded) {  // (1-b1) and b1 folded into the coefficients
-      const double b = sqrt(bc2) / (1.0 - pow(h.beta1, t));
+      const double b = sqrt(bc2) / (1.0 - pow_step(h.beta1, t));
       coef_g = -lr * b * (1.0 - h.beta1);
       coef_m = -lr * b * h.beta1;
     } else {

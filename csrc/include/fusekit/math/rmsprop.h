@@ -22,6 +22,7 @@ template <class T> struct RMSpropCoeffs {
 
 struct RMSpropRule {
   using Hyper = RMSpropHyper;
+  static const char* name(const Hyper&) { return "RMSprop"; }  // torch's class name, for messages
   template <class T> using Coeffs = RMSpropCoeffs<T>;
   // bit 0: momentum buffer, bit 1: centered grad_avg, bit 2: weight decay,
   // bit 3: centered with lerp weight 1-alpha >= 0.5. Slots: p, g, square_avg, [buf], [grad_avg]
@@ -31,6 +32,8 @@ struct RMSpropRule {
            (h.centered && lerp_large(1.0 - h.alpha) ? 8 : 0);
   }
   static constexpr int slots(int v) { return 3 + (v & 1) + ((v >> 1) & 1); }
+  // bit 3 (large lerp weight) is set only with centered (bit 1).
+  static constexpr bool reachable(int v) { return (v & 8) == 0 || (v & 2) != 0; }
 
   FK_HOST_DEVICE static void advance(const Hyper&, StepState& s) { s.step += 1.f; }
 
@@ -44,7 +47,7 @@ struct RMSpropRule {
     constexpr bool kMomentum = (V & 1) != 0, kCentered = (V & 2) != 0;
     constexpr int kGradAvg = kState0 + 1 + (kMomentum ? 1 : 0);
     T g = c.sign * x[kGrad];
-    if constexpr ((V & 4) != 0) g = g + c.weight_decay * x[kParam];
+    if constexpr ((V & 4) != 0) g = fk_fma(x[kParam], c.weight_decay, g);  // grad.add(param, alpha=wd)
     const T sq = x[kState0] * c.alpha + c.one_minus_alpha * g * g;
     x[kState0] = sq;
     T var = sq;
@@ -57,7 +60,7 @@ struct RMSpropRule {
     if constexpr (kMomentum) {
       const T buf = x[kState1] * c.momentum + c.buf_lr * g / avg;
       x[kState1] = buf;
-      x[kParam] = x[kParam] + c.neg_lr_buf * buf;
+      x[kParam] = fk_fma(buf, c.neg_lr_buf, x[kParam]);  // param.add_(buf, alpha=-lr)
     } else {
       x[kParam] = x[kParam] + c.neg_lr * g / avg;
     }

@@ -2,6 +2,7 @@
 //   g = (maximize ? -g : g) + wd * p
 //   buf = first ? g : momentum * buf + (1 - dampening) * g
 //   g = nesterov ? g + momentum * buf : buf;   p -= lr * g
+// (every `a + s * b` of the form x.add_(y, alpha=s) rounds once, as torch's fmadd)
 // architecture.md §3 (SGD, momentum v <- gamma v + g, Nesterov) are the dampening = 0 cases.
 #pragma once
 #include "fusekit/math/common.h"
@@ -19,6 +20,7 @@ template <class T> struct SGDCoeffs {
 
 struct SGDRule {
   using Hyper = SGDHyper;
+  static const char* name(const Hyper&) { return "SGD"; }  // torch's class name, for messages
   template <class T> using Coeffs = SGDCoeffs<T>;
   // bit 0: momentum buffer (slots p, g, buf); bit 1: Nesterov; bit 2: weight decay
   static constexpr int kVariants = 8;
@@ -35,16 +37,20 @@ struct SGDRule {
             T(s.first ? 1.0 : 1.0 - h.dampening), T(h.weight_decay)};
   }
 
+  // Nesterov (bit 1) is set only with momentum (bit 0).
+  static constexpr bool reachable(int v) { return (v & 2) == 0 || (v & 1) != 0; }
+
+  // Each `x.add_(y, alpha=a)` of torch's loop is one fma, as in torch's CPU kernel.
   template <int V, class T> FK_HOST_DEVICE static void apply(const Coeffs<T>& c, T* x) {
     T g = c.sign * x[kGrad];
-    if constexpr ((V & 4) != 0) g = g + c.weight_decay * x[kParam];
+    if constexpr ((V & 4) != 0) g = fk_fma(x[kParam], c.weight_decay, g);
     if constexpr ((V & 1) != 0) {
-      const T buf = x[kState0] * c.buf_decay + c.grad_weight * g;
+      const T buf = fk_fma(g, c.grad_weight, x[kState0] * c.buf_decay);
       x[kState0] = buf;
-      if constexpr ((V & 2) != 0) g = g + c.momentum * buf;
+      if constexpr ((V & 2) != 0) g = fk_fma(buf, c.momentum, g);
       else g = buf;
     }
-    x[kParam] = x[kParam] + c.neg_lr * g;
+    x[kParam] = fk_fma(g, c.neg_lr, x[kParam]);
   }
 };
 
