@@ -16,7 +16,7 @@ namespace {
 // torch.Tensor methods and attribute names, resolved once; methods are called through
 // their descriptors (vectorcall), which skips the bound-method object of t.data_ptr().
 struct TensorApi {
-  PyObject *data_ptr, *is_contiguous, *numel, *dim, *get_device, *nbytes;
+  PyObject *data_ptr, *is_contiguous, *numel, *get_device, *nbytes;
   PyObject *grad, *local, *dtype, *shape, *is_cuda;
 };
 
@@ -26,8 +26,7 @@ const TensorApi& api() {
     py::object base = torch.attr("_C").attr("TensorBase");
     auto keep = [](py::object o) { return o.release().ptr(); };  // immortal for the process
     return TensorApi{keep(base.attr("data_ptr")),  keep(base.attr("is_contiguous")), keep(base.attr("numel")),
-                     keep(base.attr("dim")),        keep(base.attr("get_device")),    keep(py::str("nbytes")),
-                     keep(py::str("grad")),
+                     keep(base.attr("get_device")), keep(py::str("nbytes")),         keep(py::str("grad")),
                      keep(py::str("_local_tensor")), keep(py::str("dtype")),         keep(py::str("shape")),
                      keep(py::str("is_cuda"))};
   }();
@@ -140,8 +139,7 @@ void StepTable::add_member(int64_t index, int bucket, py::list holders, py::list
   }
   py::handle grad = locals[1];
   m.grad_dtype = attr(grad, api().dtype);
-  m.grad_numel = call_int(api().numel, grad.ptr());
-  m.grad_dim = call_int(api().dim, grad.ptr());
+  m.grad_shape = attr(grad, api().shape);
   m.locals[1] = py::none();  // holding a gradient would keep its memory alive (see check_grad)
   m.step = step;
   m.mu = mu;
@@ -178,9 +176,9 @@ bool StepTable::check_grad(const Member& m, py::handle g) const {
   // reads depend on them) and a contiguous strided layout. No reference to it is kept: holding
   // last step's gradients would keep their memory alive through the next backward.
   if (attr(g, api().dtype).ptr() != m.grad_dtype.ptr()) return false;
-  // numel and dim (plain ints: comparing torch.Size objects each step made the GC run);
-  // the .grad setter keeps shapes equal, the build checked them.
-  if (call_int(api().numel, g.ptr()) != m.grad_numel || call_int(api().dim, g.ptr()) != m.grad_dim) return false;
+  const int same_shape = PyObject_RichCompareBool(attr(g, api().shape).ptr(), m.grad_shape.ptr(), Py_EQ);
+  if (same_shape < 0) throw py::error_already_set();
+  if (!same_shape) return false;
   const int device = buckets_[m.bucket].args.device;
   if ((attr(g, api().is_cuda).ptr() == Py_True) != (device >= 0)) return false;
   if (device >= 0 && call_int(api().get_device, g.ptr()) != device) return false;

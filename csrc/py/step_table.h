@@ -60,8 +60,7 @@ class StepTable {
     std::vector<pybind11::object> holders, locals;  // states (holders) and param/grad/states (locals)
     std::vector<uintptr_t> ptrs;   // at build, per tensor slot
     std::vector<int64_t> nbytes;
-    pybind11::object grad_dtype;  // what the gradient was at build
-    int64_t grad_numel, grad_dim;
+    pybind11::object grad_dtype, grad_shape;  // what the gradient was at build
     int64_t numel;  // kernel elements (real view for complex)
     bool dtensor;
   };
