@@ -119,6 +119,14 @@ def flat_compatible(tensors: list[torch.Tensor]) -> bool:
     return is_dense(first) and all(t.stride() == first.stride() for t in tensors[1:])
 
 
+def check_steps(fn: str, **pairs) -> None:
+    """Window arguments of a layer: stride, dilation, kernel_size positive (padding is each
+    layer's own rule), RuntimeError as torch raises it."""
+    for name, v in pairs.items():
+        if min(v) < 1:
+            raise RuntimeError(f"{fn}: {name} must be positive, got {tuple(v)}")
+
+
 def current_stream(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.current_stream(device).cuda_stream

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from .common import DTYPE_CODES, buf, in_format, memory_format, new_output, set_launch
+from .common import DTYPE_CODES, buf, check_steps, in_format, memory_format, new_output, set_launch
 
 # True: the CPU runs the element functions the CUDA kernels run (conv_elems.h) instead of
 # its GEMM kernels, so tests check the GPU's math on a machine without one.
@@ -47,10 +47,7 @@ def check(x, w, bias, stride, padding, dilation, groups, fn="conv2d") -> None:
                            f"with groups={groups}, but the input has {c}")
     if bias is not None and tuple(bias.shape) != (co,):
         raise RuntimeError(f"{fn}: bias must have shape ({co},), got {tuple(bias.shape)}")
-    if min(stride) < 1:
-        raise RuntimeError(f"{fn}: stride must be positive, got {tuple(stride)}")
-    if min(dilation) < 1:
-        raise RuntimeError(f"{fn}: dilation must be positive, got {tuple(dilation)}")
+    check_steps(fn, stride=stride, dilation=dilation)
     if min(padding) < 0:
         raise RuntimeError(f"{fn}: padding must be non-negative, got {tuple(padding)}")
     h, wd = x.shape[2], x.shape[3]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .. import _C
-from .common import DTYPE_CODES, in_format, memory_format, new_output, set_launch
+from .common import DTYPE_CODES, check_steps, in_format, memory_format, new_output, set_launch
 
 
 def check(x, kernel, stride, padding, dilation, fn: str) -> None:
@@ -27,12 +27,7 @@ def check(x, kernel, stride, padding, dilation, fn: str) -> None:
 
 
 def check_window(kernel, stride, padding, dilation, fn: str) -> None:
-    if min(kernel) < 1:
-        raise RuntimeError(f"{fn}: kernel_size must be positive, got {tuple(kernel)}")
-    if min(stride) < 1:
-        raise RuntimeError(f"{fn}: stride must be positive, got {tuple(stride)}")
-    if min(dilation) < 1:
-        raise RuntimeError(f"{fn}: dilation must be positive, got {tuple(dilation)}")
+    check_steps(fn, kernel_size=kernel, stride=stride, dilation=dilation)
     if min(padding) < 0 or padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise RuntimeError(f"{fn}: padding {tuple(padding)} should be non-negative and at most half of kernel_size "
                            f"{tuple(kernel)}")

@@ -70,21 +70,31 @@ class Conv2d(torch.autograd.Function):
         return out
 
 
+def _save_bilinear(ctx, inputs, output):
+    """setup_context of conv2d's two gradients: each is bilinear in (grad_out, operand)."""
+    go, operand, size, *geom = inputs
+    ctx.geom = tuple(geom)  # stride, padding, dilation, groups, channels_last
+    ctx.size = tuple(size)  # the gradient's shape
+    ctx.save_for_backward(go, operand)
+    ctx.save_for_forward(go, operand)
+
+
+def _bilinear_jvp(name: str, ctx, t_go, t_operand):
+    """d f(go, operand) = f(d go, operand) + f(go, d operand) for a bilinear f."""
+    go, operand = ctx.saved_tensors
+    f = fn(name)
+    return _add(None if t_go is None else f.apply(t_go, operand, ctx.size, *ctx.geom),
+                None if t_operand is None else f.apply(go, t_operand, ctx.size, *ctx.geom))
+
+
 class Conv2dInputGrad(torch.autograd.Function):
-    """grad_input = conv2d_input_grad(grad_out, weight): bilinear in (grad_out, weight)."""
+    """grad_input = conv2d_input_grad(grad_out, weight)."""
     generate_vmap_rule = True
+    setup_context = staticmethod(_save_bilinear)
 
     @staticmethod
     def forward(go, w, x_shape, stride, padding, dilation, groups, channels_last):
         return ops.conv2d_input_grad(go, w, list(x_shape), stride, padding, dilation, groups, channels_last)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        go, w, x_shape, *geom = inputs
-        ctx.geom = tuple(geom)
-        ctx.save_for_backward(go, w)
-        ctx.save_for_forward(go, w)
-        ctx.x_shape = tuple(x_shape)
 
     @staticmethod
     def backward(ctx, ggi):
@@ -96,26 +106,17 @@ class Conv2dInputGrad(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, t_go, t_w, *_):
-        go, w = ctx.saved_tensors
-        return _add(None if t_go is None else fn("Conv2dInputGrad").apply(t_go, w, ctx.x_shape, *ctx.geom),
-                    None if t_w is None else fn("Conv2dInputGrad").apply(go, t_w, ctx.x_shape, *ctx.geom))
+        return _bilinear_jvp("Conv2dInputGrad", ctx, t_go, t_w)
 
 
 class Conv2dWeightGrad(torch.autograd.Function):
-    """grad_weight = conv2d_weight_grad(grad_out, input): bilinear in (grad_out, input)."""
+    """grad_weight = conv2d_weight_grad(grad_out, input)."""
     generate_vmap_rule = True
+    setup_context = staticmethod(_save_bilinear)
 
     @staticmethod
     def forward(go, x, w_shape, stride, padding, dilation, groups, channels_last):
         return ops.conv2d_weight_grad(go, x, list(w_shape), stride, padding, dilation, groups, channels_last)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        go, x, w_shape, *geom = inputs
-        ctx.geom = tuple(geom)
-        ctx.save_for_backward(go, x)
-        ctx.save_for_forward(go, x)
-        ctx.w_shape = tuple(w_shape)
 
     @staticmethod
     def backward(ctx, ggw):
@@ -127,9 +128,7 @@ class Conv2dWeightGrad(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, t_go, t_x, *_):
-        go, x = ctx.saved_tensors
-        return _add(None if t_go is None else fn("Conv2dWeightGrad").apply(t_go, x, ctx.w_shape, *ctx.geom),
-                    None if t_x is None else fn("Conv2dWeightGrad").apply(go, t_x, ctx.w_shape, *ctx.geom))
+        return _bilinear_jvp("Conv2dWeightGrad", ctx, t_go, t_x)
 
 
 # ---- pooling ----------------------------------------------------------------------------------

@@ -157,7 +157,9 @@ class FusedOptimizer(Optimizer):
     step.hooked = True  # tells torch.optim.Optimizer not to wrap it again
 
     # ---- eager steps -------------------------------------------------------------------
-    def _eager_step(self, closure=None):
+    def _prologue(self, closure):
+        """(loss, grad_scale, found_inf): the closure's loss, and the AMP scalars GradScaler
+        hands fused optimizers, checked."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -165,6 +167,10 @@ class FusedOptimizer(Optimizer):
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
         C.check_amp_scalars(self, grad_scale, found_inf)
+        return loss, grad_scale, found_inf
+
+    def _eager_step(self, closure=None):
+        loss, grad_scale, found_inf = self._prologue(closure)
         plans, stale, checked = self._current_plans()
         self._capture_check(plans)
         if found_inf is not None:
@@ -321,13 +327,7 @@ class FusedOptimizer(Optimizer):
         return plan.complex
 
     def _traced_step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        grad_scale = getattr(self, "grad_scale", None)
-        found_inf = getattr(self, "found_inf", None)
-        C.check_amp_scalars(self, grad_scale, found_inf)
+        loss, grad_scale, found_inf = self._prologue(closure)
         work = []
         for group in self.param_groups:
             params, grads, s0, s1, s2, steps, mus, first = [], [], [], [], [], [], [], []
