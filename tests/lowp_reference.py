@@ -295,13 +295,11 @@ def nadam8bit_step(p, g, state1, absmax1, state2, absmax2, mu_product, *, step, 
     """NAdam with 8-bit m (signed map) and v (unsigned map), blockwise as Adam8bit with the
     "cuda" rounding, and torch.optim.NAdam's math (see nadam_bf16_step); mu_product is a
     float32 scalar. Returns (p, state1, absmax1, state2, absmax2, mu_product)."""
-    m = dequantize_blockwise(state1, absmax1, SIGNED)
-    v = dequantize_blockwise(state2, absmax2, UNSIGNED)
-    p, m, v, mu_product = _nadam_math(p, g, m, v, mu_product, step, lr, betas, eps, weight_decay,
-                                      momentum_decay, decoupled_weight_decay)
-    c1, a1 = _requantize(m, SIGNED, "cuda")
-    c2, a2 = _requantize(v, UNSIGNED, "cuda")
-    return store(p, param_dtype), c1, a1, c2, a2, mu_product
+    p, codes, absmax, mu_product = torch_rule_8bit_step(
+        "nadam", p, g, [state1, state2], [absmax1, absmax2], step=step, mu_product=mu_product,
+        param_dtype=param_dtype, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+        momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay)
+    return p, codes[0], absmax[0], codes[1], absmax[1], mu_product
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,15 +320,22 @@ def _decay(p, g, lr, weight_decay, decoupled):
     return p, g + F32(weight_decay) * p
 
 
-def adam_bf16_step(p, g, m, v, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                   decoupled=False, param_dtype="float32"):
-    """torch.optim.Adam (decoupled=True: AdamW), m and v stored as bf16. Returns (p, m, v)."""
+def _adam_math(p, g, m, v, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+               decoupled=False):
     p, g = _decay(np.asarray(p, F32), np.asarray(g, F32), lr, weight_decay, decoupled)
     b1, b2 = betas
     m = _lerp(np.asarray(m, F32), g, 1 - b1)
     v = np.asarray(v, F32) * F32(b2) + F32(1 - b2) * g * g
     denom = np.sqrt(v) / F32((1 - b2 ** step) ** 0.5) + F32(eps)
     p = p + F32(-(lr / (1 - b1 ** step))) * (m / denom)
+    return p, m, v
+
+
+def adam_bf16_step(p, g, m, v, *, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                   decoupled=False, param_dtype="float32"):
+    """torch.optim.Adam (decoupled=True: AdamW), m and v stored as bf16. Returns (p, m, v)."""
+    p, m, v = _adam_math(p, g, m, v, step=step, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         decoupled=decoupled)
     return store(p, param_dtype), round_bf16(m), round_bf16(v)
 
 
@@ -361,11 +366,8 @@ def nadam_bf16_step(p, g, m, v, mu_product, *, step, lr=2e-3, betas=(0.9, 0.999)
     return store(p, param_dtype), round_bf16(m), round_bf16(v), mu_product
 
 
-def rmsprop_bf16_step(p, g, square_avg, momentum_buffer=None, grad_avg=None, *, lr=1e-2, alpha=0.99,
-                      eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
-                      param_dtype="float32"):
-    """torch.optim.RMSprop, states stored as bf16. Returns (p, square_avg, momentum_buffer,
-    grad_avg); the last two are None when unused."""
+def _rmsprop_math(p, g, square_avg, momentum_buffer=None, grad_avg=None, *, lr=1e-2, alpha=0.99,
+                  eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
     p, g = _decay(np.asarray(p, F32), np.asarray(g, F32), lr, weight_decay, False)
     sq = np.asarray(square_avg, F32) * F32(alpha) + F32(1 - alpha) * g * g
     if centered:
@@ -378,32 +380,82 @@ def rmsprop_bf16_step(p, g, square_avg, momentum_buffer=None, grad_avg=None, *, 
         p = p + F32(-lr) * momentum_buffer
     else:
         p = p + F32(-lr) * (g / avg)
-    rb = lambda x: None if x is None else round_bf16(x)  # noqa: E731
-    return store(p, param_dtype), round_bf16(sq), rb(momentum_buffer if momentum > 0 else None), \
-        rb(grad_avg if centered else None)
+    return p, sq, momentum_buffer if momentum > 0 else None, grad_avg if centered else None
 
 
-def sgd_bf16_step(p, g, momentum_buffer, *, first, lr, momentum=0.0, dampening=0.0, nesterov=False,
-                  weight_decay=0.0, param_dtype="float32"):
-    """torch.optim.SGD, the momentum buffer stored as bf16 (first: the buffer is g at this
-    step). Returns (p, momentum_buffer)."""
+def rmsprop_bf16_step(p, g, square_avg, momentum_buffer=None, grad_avg=None, *, param_dtype="float32",
+                      **hyper):
+    """torch.optim.RMSprop, states stored as bf16. Returns (p, square_avg, momentum_buffer,
+    grad_avg); the last two are None when unused."""
+    p, *states = _rmsprop_math(p, g, square_avg, momentum_buffer, grad_avg, **hyper)
+    return (store(p, param_dtype),) + tuple(None if x is None else round_bf16(x) for x in states)
+
+
+def _sgd_math(p, g, momentum_buffer, *, first, lr, momentum=0.0, dampening=0.0, nesterov=False,
+              weight_decay=0.0):
     p, g = _decay(np.asarray(p, F32), np.asarray(g, F32), lr, weight_decay, False)
     buf = None
     if momentum != 0:
         buf = g.copy() if first else np.asarray(momentum_buffer, F32) * F32(momentum) + F32(1 - dampening) * g
         g = g + F32(momentum) * buf if nesterov else buf
-    p = p + F32(-lr) * g
+    return p + F32(-lr) * g, buf
+
+
+def sgd_bf16_step(p, g, momentum_buffer, *, first, param_dtype="float32", **hyper):
+    """torch.optim.SGD, the momentum buffer stored as bf16 (first: the buffer is g at this
+    step). Returns (p, momentum_buffer)."""
+    p, buf = _sgd_math(p, g, momentum_buffer, first=first, **hyper)
     return store(p, param_dtype), None if buf is None else round_bf16(buf)
 
 
-def adagrad_bf16_step(p, g, state_sum, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
-                      param_dtype="float32"):
-    """torch.optim.Adagrad (dense), the sum stored as bf16. Returns (p, state_sum)."""
+def _adagrad_math(p, g, state_sum, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10):
     p, g = _decay(np.asarray(p, F32), np.asarray(g, F32), lr, weight_decay, False)
     clr = lr / (1 + (step - 1) * lr_decay)
     s = np.asarray(state_sum, F32) + g * g
-    p = p + F32(-clr) * (g / (np.sqrt(s) + F32(eps)))
+    return p + F32(-clr) * (g / (np.sqrt(s) + F32(eps))), s
+
+
+def adagrad_bf16_step(p, g, state_sum, *, step, param_dtype="float32", **hyper):
+    """torch.optim.Adagrad (dense), the sum stored as bf16. Returns (p, state_sum)."""
+    p, s = _adagrad_math(p, g, state_sum, step=step, **hyper)
     return store(p, param_dtype), round_bf16(s)
+
+
+# ---------------------------------------------------------------------------------------------
+# fusekit's 8-bit optimizers: torch's update rules on bitsandbytes' blockwise 8-bit state
+# ---------------------------------------------------------------------------------------------
+
+def torch_rule_8bit_step(rule, p, g, codes, absmax, *, step, mu_product=None, param_dtype="float32",
+                         **hyper):
+    """One step of fusekit's <rule>8bit: every state dequantized with its previous absmax
+    (state1 on the signed map, state2 on the unsigned one), torch's float32 math, then
+    requantized blockwise to the nearest code of the new absmax (even ties, the signed map
+    keeping the sign: the "cuda" rounding of §3). rule: "adam" (hyper decoupled=True for
+    Adam8bit/AdamW8bit), "nadam", "sgd" (first = step == 1), "rmsprop", "adagrad".
+    Returns (p, codes, absmax, mu_product)."""
+    maps = (SIGNED, UNSIGNED)
+    s = [dequantize_blockwise(c, a, q) for c, a, q in zip(codes, absmax, maps)]
+    if rule == "adam":
+        p, *s = _adam_math(p, g, *s, step=step, **hyper)
+    elif rule == "nadam":
+        p, m, v, mu_product = _nadam_math(p, g, *s, mu_product, step, hyper.get("lr", 2e-3),
+                                          hyper.get("betas", (0.9, 0.999)), hyper.get("eps", 1e-8),
+                                          hyper.get("weight_decay", 0.0), hyper.get("momentum_decay", 4e-3),
+                                          hyper.get("decoupled_weight_decay", False))
+        s = [m, v]
+    elif rule == "sgd":
+        p, buf = _sgd_math(p, g, s[0], first=step == 1, **hyper)
+        s = [buf]
+    elif rule == "rmsprop":
+        p, sq, _, _ = _rmsprop_math(p, g, s[0], **hyper)
+        s = [sq]
+    elif rule == "adagrad":
+        p, acc = _adagrad_math(p, g, s[0], step=step, **hyper)
+        s = [acc]
+    else:
+        raise ValueError(f"unknown rule {rule!r}")
+    out = [_requantize(np.ravel(x), q, "cuda") for x, q in zip(s, maps)]
+    return store(p, param_dtype), [c for c, _ in out], [a for _, a in out], mu_product
 
 
 # ---------------------------------------------------------------------------------------------

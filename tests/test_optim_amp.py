@@ -52,10 +52,17 @@ def test_grad_scaler_matches_torch_including_skipped_steps(name, fused):
     assert sa.get_scale() == sb.get_scale()
 
 
+STORAGE = {"plain": (torch.float32, {}), "bf16-state": (torch.float32, dict(state_dtype=torch.bfloat16)),
+           "bf16-master": (torch.bfloat16, dict(master_weights=True))}
+
+
+@pytest.mark.parametrize("storage", list(STORAGE))
 @pytest.mark.parametrize("name", NAMES)
-def test_skipped_step_changes_nothing(name):
+def test_skipped_step_changes_nothing(name, storage):
     m, x, y = model_and_data()
-    opt = getattr(fo, name)(m.parameters(), fused=True, **KW[name])  # the kernel reads found_inf
+    dtype, extra = STORAGE[storage]
+    m, x, y = m.to(dtype), x.to(dtype), y.to(dtype)
+    opt = getattr(fo, name)(m.parameters(), fused=True, **KW[name], **extra)  # the kernel reads found_inf
     for first in (True, False):
         opt.zero_grad()
         torch.nn.functional.mse_loss(m(x), y).backward()

@@ -5,6 +5,7 @@
 
 #include "fusekit/dtype.h"
 #include "fusekit/launch_plan.h"
+#include "fusekit/step_args.h"
 #include "fusekit/math/adagrad.h"
 #include "fusekit/math/adam.h"
 #include "fusekit/math/grad_ops.h"
@@ -26,6 +27,9 @@ struct CpuJob {
   const Chunk* chunks;
   int64_t nchunks;
   int num_threads;
+  StateFormat state_format;  // of slots 2.. (Block8: chunks start on kQuantBlock boundaries)
+  const uintptr_t* absmax;   // Block8: float* per (state slot, tensor), slot-major
+  const uintptr_t* master;   // float* float32 master weights per tensor, or nullptr
 };
 
 enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };

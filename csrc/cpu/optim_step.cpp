@@ -15,6 +15,9 @@ namespace {
 
 constexpr int64_t kChunkBytes = 64 * 1024;
 constexpr int64_t kSerialElems = 32 * 1024;  // below this, threads cost more than they save
+// 8-bit state: every chunk starts on a quantization block (the chunks of a tensor are
+// whole multiples of chunk_elems from its start).
+static_assert((kChunkBytes / 2) % kQuantBlock == 0 && (kChunkBytes / 4) % kQuantBlock == 0);
 
 void check_args(const StepArgs& a, int min_slots) {
   if (a.count < 0) throw std::invalid_argument("tensor count must be non-negative");
@@ -31,11 +34,30 @@ void check_args(const StepArgs& a, int min_slots) {
   if (!a.first.empty() && static_cast<int64_t>(a.first.size()) != a.count)
     throw std::invalid_argument("first-step flags do not match count");
   if (a.nbytes.size() != a.ptrs.size()) throw std::invalid_argument("nbytes must give one size per pointer");
-  const int64_t es = dtype_size(a.dtype);
+  const int nstates = a.nslots - 2;
+  const bool lowp = a.state_format != StateFormat::Param;
+  if (lowp && (a.nslots < 3 || a.dtype == DType::Float64))
+    throw std::invalid_argument("low-precision state is for optimizers with state and 32/16-bit parameters");
+  if (a.state_format == StateFormat::Block8 && nstates > 2)
+    throw std::invalid_argument("8-bit state holds at most two state tensors (m and v)");
+  const bool block8 = a.state_format == StateFormat::Block8;
+  if (block8 != !a.absmax.empty() || a.absmax.size() != a.absmax_nbytes.size() ||
+      (block8 && static_cast<int64_t>(a.absmax.size()) != nstates * a.count))
+    throw std::invalid_argument("8-bit state needs one absmax buffer per state tensor, and only it");
+  if (!a.master.empty() && (static_cast<int64_t>(a.master.size()) != a.count ||
+                            a.master_nbytes.size() != a.master.size() || dtype_size(a.dtype) != 2))
+    throw std::invalid_argument("master weights: one float32 buffer per 16-bit parameter");
+  const int64_t es = dtype_size(a.dtype), ses = state_elem_size(a.state_format, a.dtype);
   for (int64_t i = 0; i < a.count; ++i) {
     if (a.numels[i] < 0) throw std::invalid_argument("negative numel");
     for (int k = 0; k < a.nslots; ++k)
-      check_buffer("optimizer tensor", a.ptrs[k * a.count + i], a.nbytes[k * a.count + i], extent_bytes({a.numels[i]}, es));
+      check_buffer("optimizer tensor", a.ptrs[k * a.count + i], a.nbytes[k * a.count + i],
+                   extent_bytes({a.numels[i]}, k < 2 ? es : ses));
+    const int64_t blocks = (a.numels[i] + kQuantBlock - 1) / kQuantBlock;
+    for (int k = 0; block8 && k < nstates; ++k)
+      check_buffer("absmax", a.absmax[k * a.count + i], a.absmax_nbytes[k * a.count + i], extent_bytes({blocks}, 4));
+    if (!a.master.empty())
+      check_buffer("master weights", a.master[i], a.master_nbytes[i], extent_bytes({a.numels[i]}, 4));
   }
 }
 
@@ -65,7 +87,9 @@ void cpu_step(const StepArgs& a, const typename Rule::Hyper& h) {
     const cpu::CpuJob job{a.dtype, Rule::variant(h), a.nslots, a.count, a.ptrs.data(), coeffs.data(),
                           reinterpret_cast<const float*>(a.grad_scale),
                           reinterpret_cast<const double*>(a.clip_coef), chunks.data(),
-                          static_cast<int64_t>(chunks.size()), total < kSerialElems ? 1 : a.num_threads};
+                          static_cast<int64_t>(chunks.size()), total < kSerialElems ? 1 : a.num_threads,
+                          a.state_format, a.absmax.empty() ? nullptr : a.absmax.data(),
+                          a.master.empty() ? nullptr : a.master.data()};
     run_isa<Rule>(job);
   });
 }

@@ -1,37 +1,58 @@
 // The CPU optimizer loop, compiled once per ISA (FK_ISA = scalar | avx2 | avx512) and chosen
 // at run time. The loop body is the shared functor (csrc/include/fusekit/math/), which the
 // compiler vectorizes; all tensors of a step are one parallel region over byte-sized chunks.
+// State slots are stored like the parameters, as bfloat16, or as 8-bit blockwise codes
+// (StateFormat); 16-bit parameters may have a float32 master copy. Whatever the storage, the
+// element step is the same step_elem() in the compute type, in one pass over memory.
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+
 #include "cpu/optim_job.h"
 #include "cpu/thread_pool.h"
+#include "fusekit/math/quant8.h"
 #include "fusekit/optim_step.h"
 #include "fusekit/step_elem.h"
 
 namespace fusekit::cpu::FK_ISA {
 namespace {
 
-template <class Rule, int V, class S, bool Unscale>
-void run_chunk(const typename Rule::template Coeffs<compute_t<S>>& c, S* const* base, int64_t n, float scale,
-               compute_t<S> clip) {
+// The parameter slot: read from the master copy where there is one (the parameter is then
+// only written, rounded from it), else from the parameter itself.
+template <bool kMaster, class S>
+inline compute_t<S> load_param(const S* p, const float* master, int64_t i) {
+  if constexpr (kMaster) return master[i];
+  else return load(p, i);
+}
+
+template <bool kMaster, class S>
+inline void store_param(S* p, float* master, int64_t i, compute_t<S> v) {
+  if constexpr (kMaster) master[i] = v;
+  store(p, i, v);
+}
+
+// Parameter and gradient stored as S, state slots as Q (S itself, float or BFloat16).
+template <class Rule, int V, class S, class Q, bool Unscale, bool kMaster>
+void run_chunk(const typename Rule::template Coeffs<compute_t<S>>& c, S* const p0, S* const p1, Q* const* st,
+               float* const master, int64_t n, float scale, compute_t<S> clip) {
   using T = compute_t<S>;
   constexpr int K = Rule::slots(V);
   // Separate pointer variables, not an array, and a local copy of the coefficients: GCC
   // vectorizes only loads through pointers it sees are loop-invariant.
-  S* const p0 = base[0];
-  S* const p1 = K > 1 ? base[1] : nullptr;
-  S* const p2 = K > 2 ? base[2] : nullptr;
-  S* const p3 = K > 3 ? base[3] : nullptr;
-  S* const p4 = K > 4 ? base[4] : nullptr;
+  Q* const p2 = K > 2 ? st[0] : nullptr;
+  Q* const p3 = K > 3 ? st[1] : nullptr;
+  Q* const p4 = K > 4 ? st[2] : nullptr;
   const auto coeffs = c;
 #pragma GCC ivdep
   for (int64_t i = 0; i < n; ++i) {
     T x[kMaxSlots];
-    x[0] = load(p0, i);
+    x[0] = load_param<kMaster>(p0, master, i);
     if constexpr (K > 1) x[1] = load(p1, i);
     if constexpr (K > 2) x[2] = load(p2, i);
     if constexpr (K > 3) x[3] = load(p3, i);
     if constexpr (K > 4) x[4] = load(p4, i);
     step_elem<Rule, V, Unscale>(coeffs, x, scale, clip);
-    store(p0, i, x[0]);
+    store_param<kMaster>(p0, master, i, x[0]);
     if constexpr (K > 1 && writes_slot<Rule, V, Unscale>(1)) store(p1, i, x[1]);
     if constexpr (K > 2) store(p2, i, x[2]);
     if constexpr (K > 3) store(p3, i, x[3]);
@@ -39,31 +60,140 @@ void run_chunk(const typename Rule::template Coeffs<compute_t<S>>& c, S* const* 
   }
 }
 
-template <class Rule, int V, class S>
+// New absmax of a block (NaN left out, as fmaxf does) and each value's code of s / absmax.
+template <bool kSigned>
+inline void encode_block(const float* s, int64_t len, uint8_t* codes, float& absmax) {
+  float a = 0.f;
+  for (int64_t i = 0; i < len; ++i) {
+    const float v = s[i] < 0.f ? -s[i] : s[i];
+    a = v > a ? v : a;
+  }
+  absmax = a;
+#pragma GCC ivdep
+  for (int64_t i = 0; i < len; ++i) {
+    const float x = s[i] / a;  // an IEEE division: a code flips at a midpoint otherwise
+    if constexpr (kSigned) codes[i] = quant8_keep_sign(x);
+    else codes[i] = quant8<false>(x);
+  }
+}
+
+// 8-bit blockwise state (bitsandbytes' algorithm, docs/lowp_state_notes.md): per block of
+// kQuantBlock elements, decode each state with the block's old absmax, step every element
+// (the parameter update uses the unrounded float32 states), then take the new absmax and
+// encode: slot 2 on the signed map (keeping its sign), slot 3 on the unsigned one.
+template <class Rule, int V, class S, bool Unscale, bool kMaster>
+void run_block8(const typename Rule::template Coeffs<float>& c, S* const p0, S* const p1, uint8_t* const* codes,
+                float* const* absmax, float* const master, int64_t n, float scale, float clip) {
+  constexpr int K = Rule::slots(V);
+  constexpr int NS = K - 2;
+  static_assert(NS >= 1 && NS <= 2, "8-bit state: one or two state slots");
+  uint8_t* const c0 = codes[0];
+  uint8_t* const c1 = NS > 1 ? codes[1] : nullptr;
+  const auto coeffs = c;
+  alignas(64) float s0[kQuantBlock], s1[kQuantBlock];
+  for (int64_t b0 = 0, blk = 0; b0 < n; b0 += kQuantBlock, ++blk) {
+    const int64_t len = std::min<int64_t>(kQuantBlock, n - b0);
+    const float a0 = absmax[0][blk];
+    const float a1 = NS > 1 ? absmax[1][blk] : 0.f;
+    S* const p = p0 + b0;
+    S* const g = p1 + b0;
+    float* const m = kMaster ? master + b0 : nullptr;
+    const uint8_t* const q0 = c0 + b0;
+    const uint8_t* const q1 = NS > 1 ? c1 + b0 : nullptr;
+#pragma GCC ivdep
+    for (int64_t i = 0; i < len; ++i) {
+      float x[kMaxSlots];
+      x[0] = load_param<kMaster>(p, m, i);
+      x[1] = load(g, i);
+      x[2] = dequant8<true>(q0[i], a0);
+      if constexpr (NS > 1) x[3] = dequant8<false>(q1[i], a1);
+      step_elem<Rule, V, Unscale>(coeffs, x, scale, clip);
+      store_param<kMaster>(p, m, i, x[0]);
+      if constexpr (writes_slot<Rule, V, Unscale>(1)) store(g, i, x[1]);
+      s0[i] = x[2];
+      if constexpr (NS > 1) s1[i] = x[3];
+    }
+    encode_block<true>(s0, len, c0 + b0, absmax[0][blk]);
+    if constexpr (NS > 1) encode_block<false>(s1, len, c1 + b0, absmax[1][blk]);
+  }
+}
+
+template <class T> T* slot_ptr(const CpuJob& job, int k, const Chunk& ch) {
+  return reinterpret_cast<T*>(job.ptrs[k * job.count + ch.tensor]) + ch.start;
+}
+
+template <class Rule, int V, class S, class Q, bool kMaster>
 void run_typed(const CpuJob& job) {
   using T = compute_t<S>;
   using Coeffs = typename Rule::template Coeffs<T>;
   const Coeffs* coeffs = static_cast<const Coeffs*>(job.coeffs);
   const float scale = job.grad_scale ? *job.grad_scale : 1.f;
   const T clip = job.clip_coef ? T(*job.clip_coef) : T(1);
+  constexpr int K = Rule::slots(V);
   auto task = [&](int64_t i) {
     const Chunk& ch = job.chunks[i];
-    S* base[kMaxSlots];
-    for (int k = 0; k < job.nslots; ++k)
-      base[k] = reinterpret_cast<S*>(job.ptrs[k * job.count + ch.tensor]) + ch.start;
-    if constexpr (Rule::slots(V) > 1) {  // one-slot ops have no gradient to unscale
-      if (job.grad_scale) return run_chunk<Rule, V, S, true>(coeffs[ch.tensor], base, ch.len, scale, clip);
+    S* const p = slot_ptr<S>(job, 0, ch);
+    S* const g = K > 1 ? slot_ptr<S>(job, 1, ch) : nullptr;
+    float* const master = kMaster ? reinterpret_cast<float*>(job.master[ch.tensor]) + ch.start : nullptr;
+    if constexpr (std::is_same_v<Q, uint8_t>) {
+      if constexpr (K >= 3 && K <= 4) {
+        uint8_t* codes[2];
+        float* amax[2];
+        for (int k = 0; k < K - 2; ++k) {
+          codes[k] = slot_ptr<uint8_t>(job, k + 2, ch);
+          amax[k] = reinterpret_cast<float*>(job.absmax[k * job.count + ch.tensor]) + ch.start / kQuantBlock;
+        }
+        if (job.grad_scale) return run_block8<Rule, V, S, true, kMaster>(coeffs[ch.tensor], p, g, codes, amax, master,
+                                                                          ch.len, scale, clip);
+        return run_block8<Rule, V, S, false, kMaster>(coeffs[ch.tensor], p, g, codes, amax, master, ch.len, scale,
+                                                      clip);
+      }
+    } else {
+      Q* st[3] = {};
+      for (int k = 2; k < K; ++k) st[k - 2] = slot_ptr<Q>(job, k, ch);
+      if constexpr (K > 1) {  // one-slot ops have no gradient to unscale
+        if (job.grad_scale)
+          return run_chunk<Rule, V, S, Q, true, kMaster>(coeffs[ch.tensor], p, g, st, master, ch.len, scale, clip);
+      }
+      run_chunk<Rule, V, S, Q, false, kMaster>(coeffs[ch.tensor], p, g, st, master, ch.len, scale, clip);
     }
-    run_chunk<Rule, V, S, false>(coeffs[ch.tensor], base, ch.len, scale, clip);
   };
   parallel_for(job.num_threads, job.nchunks, task);
+}
+
+// Storage of the state slots and whether a master copy exists: low-precision state and
+// master weights are for float32 / 16-bit parameters only (optim_step.cpp checks).
+template <class Rule, int V, class S>
+void run_storage(const CpuJob& job) {
+  if constexpr (std::is_same_v<S, double>) {
+    return run_typed<Rule, V, S, S, false>(job);
+  } else if constexpr (Rule::slots(V) < 3) {  // no state: only master weights can differ
+    if constexpr (!std::is_same_v<S, float>)
+      if (job.master) return run_typed<Rule, V, S, S, true>(job);
+    return run_typed<Rule, V, S, S, false>(job);
+  } else {
+    const auto go = [&](auto q) {
+      using Q = decltype(q);
+      if constexpr (!std::is_same_v<S, float>)
+        if (job.master) return run_typed<Rule, V, S, Q, true>(job);
+      return run_typed<Rule, V, S, Q, false>(job);
+    };
+    switch (job.state_format) {
+      case StateFormat::Float32: return go(float{});
+      case StateFormat::BFloat16: return go(BFloat16{});
+      case StateFormat::Block8:
+        if constexpr (Rule::slots(V) <= 4) return go(uint8_t{});
+        return;  // rejected by optim_step.cpp
+      default: return go(S{});
+    }
+  }
 }
 
 template <class Rule, int V>
 void run_variant(const CpuJob& job) {
   if constexpr (V < Rule::kVariants) {
     if (job.variant != V) return run_variant<Rule, V + 1>(job);
-    if constexpr (Rule::reachable(V)) dispatch_dtype(job.dtype, [&](auto s) { run_typed<Rule, V, decltype(s)>(job); });
+    if constexpr (Rule::reachable(V)) dispatch_dtype(job.dtype, [&](auto s) { run_storage<Rule, V, decltype(s)>(job); });
   }
 }
 

@@ -7,6 +7,7 @@
 #include "fusekit/multi_tensor.h"
 #include "fusekit/norm_replay.h"
 #include "fusekit/math/norm.h"
+#include "fusekit/math/quant8.h"
 #include "fusekit/norm_args.h"
 #include "fusekit/norm_tail.h"
 #include "fusekit/optim_step.h"
@@ -17,6 +18,17 @@ namespace py = pybind11;
 namespace fusekit::bind {
 
 void bind_optim(py::module_& m) {
+  py::enum_<StateFormat>(m, "StateFormat")
+      .value("Param", StateFormat::Param)
+      .value("Float32", StateFormat::Float32)
+      .value("BFloat16", StateFormat::BFloat16)
+      .value("Block8", StateFormat::Block8);
+  m.attr("QUANT_BLOCK") = kQuantBlock;
+  // bitsandbytes' dynamic maps as the kernels hold them (saved as qmap1/qmap2 in checkpoints)
+  py::dict maps;
+  maps["signed"] = std::vector<float>(DynMap<true>::code(), DynMap<true>::code() + 256);
+  maps["unsigned"] = std::vector<float>(DynMap<false>::code(), DynMap<false>::code() + 256);
+  m.attr("QUANT_MAPS") = maps;
   auto step = py::class_<StepArgs>(m, "StepArgs").def(py::init<>());
   def_dtype(step, &StepArgs::dtype);
   step
@@ -28,6 +40,11 @@ void bind_optim(py::module_& m) {
       .def_readwrite("ptrs", &StepArgs::ptrs)
       .def_readwrite("numels", &StepArgs::numels)
       .def_readwrite("nbytes", &StepArgs::nbytes)
+      .def_readwrite("state_format", &StepArgs::state_format)
+      .def_readwrite("absmax", &StepArgs::absmax)
+      .def_readwrite("absmax_nbytes", &StepArgs::absmax_nbytes)
+      .def_readwrite("master", &StepArgs::master)
+      .def_readwrite("master_nbytes", &StepArgs::master_nbytes)
       .def_readwrite("steps", &StepArgs::steps)
       .def_readwrite("mu_products", &StepArgs::mu_products)
       .def_readwrite("first", &StepArgs::first)

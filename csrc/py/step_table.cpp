@@ -16,7 +16,7 @@ namespace {
 // torch.Tensor methods and attribute names, resolved once; methods are called through
 // their descriptors (vectorcall), which skips the bound-method object of t.data_ptr().
 struct TensorApi {
-  PyObject *data_ptr, *is_contiguous, *numel, *get_device, *nbytes;
+  PyObject *data_ptr, *is_contiguous, *numel, *get_device, *stride, *nbytes;
   PyObject *grad, *local, *dtype, *shape, *is_cuda;
 };
 
@@ -26,7 +26,7 @@ const TensorApi& api() {
     py::object base = torch.attr("_C").attr("TensorBase");
     auto keep = [](py::object o) { return o.release().ptr(); };  // immortal for the process
     return TensorApi{keep(base.attr("data_ptr")),  keep(base.attr("is_contiguous")), keep(base.attr("numel")),
-                     keep(base.attr("get_device")), keep(py::str("nbytes")),         keep(py::str("grad")),
+                     keep(base.attr("get_device")), keep(base.attr("stride")),  keep(py::str("nbytes")),         keep(py::str("grad")),
                      keep(py::str("_local_tensor")), keep(py::str("dtype")),         keep(py::str("shape")),
                      keep(py::str("is_cuda"))};
   }();
@@ -96,30 +96,33 @@ void run_rule(Rule rule, const StepArgs& a, py::handle h) {
   throw std::invalid_argument("unknown optimizer rule");
 }
 
-StepTable::StepTable(Rule rule, py::object hyper, py::list params, py::dict state, std::vector<std::string> names,
-                     bool has_step, bool has_mu)
+StepTable::StepTable(Rule rule, py::object hyper, py::list params, py::dict state, bool has_step, bool has_mu)
     : rule_(rule), hyper_(std::move(hyper)), params_(std::move(params)), state_(std::move(state)),
       step_key_(py::str("step")), mu_key_(py::str("mu_product")), has_step_(has_step), has_mu_(has_mu) {
-  for (const auto& n : names) names_.push_back(py::str(n));
   for (int64_t i = 0; i < static_cast<int64_t>(py::len(params_)); ++i) without_grad_.push_back(i);
 }
 
-int StepTable::add_bucket(int dtype, int device) {
+int StepTable::add_bucket(int dtype, int device, StateFormat format, int nstates, bool master) {
   if (dtype < 0 || dtype > 3) throw py::value_error("unknown dtype code");
   Bucket b;
   b.args.dtype = static_cast<DType>(dtype);
   b.args.device = device;
-  b.args.nslots = 2 + static_cast<int>(names_.size());
+  b.args.nslots = 2 + nstates;
+  b.args.state_format = format;
+  b.nstates = nstates;
+  b.master = master;
   buckets_.push_back(std::move(b));
   return static_cast<int>(buckets_.size()) - 1;
 }
 
-void StepTable::add_member(int64_t index, int bucket, py::list holders, py::list locals, int64_t numel,
-                           py::object step, py::object mu, bool first, bool dtensor) {
+void StepTable::add_member(int64_t index, int bucket, std::vector<std::string> keys, py::list holders,
+                           py::list locals, int64_t numel, py::object step, py::object mu, bool first, bool dtensor) {
   if (bucket < 0 || bucket >= buckets()) throw py::index_error("bucket");
   if (index < 0 || index >= static_cast<int64_t>(py::len(params_))) throw py::index_error("param index");
-  if (py::len(holders) != names_.size() || py::len(locals) != names_.size() + 2)
-    throw py::value_error("one holder per state slot and one local per tensor slot");
+  const Bucket& bk = buckets_[bucket];
+  const size_t want = bk.nstates * (bk.args.state_format == StateFormat::Block8 ? 2 : 1) + (bk.master ? 1 : 0);
+  if (keys.size() != want || py::len(holders) != want || py::len(locals) != want + 2)
+    throw py::value_error("one key and holder per state entry, and param, grad and one local per entry");
   if (has_step_ == step.is_none() || has_mu_ == mu.is_none()) throw py::value_error("scalar state mismatch");
   Bucket& b = buckets_[bucket];
   Member m;
@@ -131,6 +134,7 @@ void StepTable::add_member(int64_t index, int bucket, py::list holders, py::list
   PyObject* sd = item(state_, m.param);
   if (sd == nullptr) throw py::value_error("the parameter has no state entry");
   m.state_dict = py::reinterpret_borrow<py::object>(sd);
+  for (const auto& k : keys) m.keys.push_back(py::str(k));
   for (auto h : holders) m.holders.push_back(py::reinterpret_borrow<py::object>(h));
   for (auto l : locals) {
     m.ptrs.push_back(data_ptr(l));
@@ -140,6 +144,9 @@ void StepTable::add_member(int64_t index, int bucket, py::list holders, py::list
   py::handle grad = locals[1];
   m.grad_dtype = attr(grad, api().dtype);
   m.grad_shape = attr(grad, api().shape);
+  // A dense non-contiguous layout (channels_last) was checked to be the param's and its
+  // states' (Python side): later gradients must have exactly these strides.
+  if (!is_contiguous(grad)) m.grad_strides = py::reinterpret_steal<py::object>(call0(api().stride, grad.ptr()));
   m.locals[1] = py::none();  // holding a gradient would keep its memory alive (see check_grad)
   m.step = step;
   m.mu = mu;
@@ -157,23 +164,41 @@ void StepTable::add_member(int64_t index, int bucket, py::list holders, py::list
 // Pointer and byte tables are slot-major, so they are laid out once every member is known.
 void StepTable::lay_out() {
   for (Bucket& bk : buckets_) {
-    bk.args.ptrs.assign(bk.args.nslots * bk.args.count, 0);
-    bk.args.nbytes.assign(bk.args.nslots * bk.args.count, 0);
+    StepArgs& a = bk.args;
+    a.ptrs.assign(a.nslots * a.count, 0);
+    a.nbytes.assign(a.nslots * a.count, 0);
+    const int nabs = a.state_format == StateFormat::Block8 ? bk.nstates : 0;
+    a.absmax.assign(nabs * a.count, 0);
+    a.absmax_nbytes.assign(nabs * a.count, 0);
+    a.master.assign(bk.master ? a.count : 0, 0);
+    a.master_nbytes.assign(bk.master ? a.count : 0, 0);
   }
-  for (const Member& mm : members_) {
-    StepArgs& a = buckets_[mm.bucket].args;
-    for (size_t k = 0; k < mm.ptrs.size(); ++k) {
-      a.ptrs[k * a.count + mm.slot] = mm.ptrs[k];
-      a.nbytes[k * a.count + mm.slot] = mm.nbytes[k];
-    }
-  }
+  for (const Member& mm : members_)
+    for (size_t k = 0; k < mm.ptrs.size(); ++k)
+      place(buckets_[mm.bucket], mm.slot, static_cast<int>(k), mm.ptrs[k], mm.nbytes[k]);
   laid_out_ = true;
+}
+
+// Local k of a member (0 param, 1 grad, 2.. its keys) goes to the slot, absmax or master table.
+void StepTable::place(Bucket& bk, int64_t slot, int k, uintptr_t ptr, int64_t nbytes) {
+  StepArgs& a = bk.args;
+  const int nabs = static_cast<int>(a.absmax.size() / std::max<int64_t>(a.count, 1));
+  if (k < a.nslots) {
+    a.ptrs[k * a.count + slot] = ptr;
+    a.nbytes[k * a.count + slot] = nbytes;
+  } else if (k < a.nslots + nabs) {
+    a.absmax[(k - a.nslots) * a.count + slot] = ptr;
+    a.absmax_nbytes[(k - a.nslots) * a.count + slot] = nbytes;
+  } else {
+    a.master[slot] = ptr;
+    a.master_nbytes[slot] = nbytes;
+  }
 }
 
 bool StepTable::check_grad(const Member& m, py::handle g) const {
   // Gradients are new tensors each step after zero_grad(set_to_none=True), so each is
   // checked against what the table was built with: dtype, size, device (the kernel's
-  // reads depend on them) and a contiguous strided layout. No reference to it is kept: holding
+  // reads depend on them) and the strided layout of the build. No reference to it is kept: holding
   // last step's gradients would keep their memory alive through the next backward.
   if (attr(g, api().dtype).ptr() != m.grad_dtype.ptr()) return false;
   const int same_shape = PyObject_RichCompareBool(attr(g, api().shape).ptr(), m.grad_shape.ptr(), Py_EQ);
@@ -182,7 +207,11 @@ bool StepTable::check_grad(const Member& m, py::handle g) const {
   const int device = buckets_[m.bucket].args.device;
   if ((attr(g, api().is_cuda).ptr() == Py_True) != (device >= 0)) return false;
   if (device >= 0 && call_int(api().get_device, g.ptr()) != device) return false;
-  return is_contiguous(g);  // False for sparse layouts too
+  if (m.grad_strides.is_none()) return is_contiguous(g);  // False for sparse layouts too
+  py::object strides = py::reinterpret_steal<py::object>(call0(api().stride, g.ptr()));
+  const int same = PyObject_RichCompareBool(strides.ptr(), m.grad_strides.ptr(), Py_EQ);
+  if (same < 0) throw py::error_already_set();
+  return same == 1;
 }
 
 bool StepTable::refresh_member(Member& m) {
@@ -200,10 +229,10 @@ bool StepTable::refresh_member(Member& m) {
   a.ptrs[n + m.slot] = data_ptr(g);
   // the optimizer state: the same entries as at build, at the same addresses (the mapping
   // param -> state dict is versioned in Python: optim/_state.py)
-  for (size_t k = 0; k < names_.size(); ++k) {
-    if (item(m.state_dict, names_[k]) != m.holders[k].ptr()) return false;
+  for (size_t k = 0; k < m.keys.size(); ++k) {
+    if (item(m.state_dict, m.keys[k]) != m.holders[k].ptr()) return false;
     if (m.dtensor && attr(m.holders[k], api().local).ptr() != m.locals[k + 2].ptr()) return false;
-    if (data_ptr(m.locals[k + 2]) != a.ptrs[(k + 2) * n + m.slot]) return false;
+    if (data_ptr(m.locals[k + 2]) != m.ptrs[k + 2]) return false;
   }
   if (has_step_ && (item(m.state_dict, step_key_) != m.step.ptr() || data_ptr(m.step) != a.steps[m.slot])) return false;
   if (has_mu_ && (item(m.state_dict, mu_key_) != m.mu.ptr() || data_ptr(m.mu) != a.mu_products[m.slot])) return false;
@@ -273,12 +302,13 @@ void bind_step_table(py::module_& m) {
   m.def("optimizer_step", [](Rule rule, const StepArgs& a, py::object hyper) { run_rule(rule, a, hyper); },
         py::arg("rule"), py::arg("args"), py::arg("hyper"));
   py::class_<StepTable>(m, "StepTable")
-      .def(py::init<Rule, py::object, py::list, py::dict, std::vector<std::string>, bool, bool>(), py::arg("rule"),
-           py::arg("hyper"), py::arg("params"), py::arg("state"), py::arg("state_names"), py::arg("has_step"),
-           py::arg("has_mu"))
-      .def("add_bucket", &StepTable::add_bucket, py::arg("dtype"), py::arg("device"))
-      .def("add_member", &StepTable::add_member, py::arg("index"), py::arg("bucket"), py::arg("holders"),
-           py::arg("locals"), py::arg("numel"), py::arg("step"), py::arg("mu"), py::arg("first"), py::arg("dtensor"))
+      .def(py::init<Rule, py::object, py::list, py::dict, bool, bool>(), py::arg("rule"), py::arg("hyper"),
+           py::arg("params"), py::arg("state"), py::arg("has_step"), py::arg("has_mu"))
+      .def("add_bucket", &StepTable::add_bucket, py::arg("dtype"), py::arg("device"), py::arg("state_format"),
+           py::arg("nstates"), py::arg("master"))
+      .def("add_member", &StepTable::add_member, py::arg("index"), py::arg("bucket"), py::arg("keys"),
+           py::arg("holders"), py::arg("locals"), py::arg("numel"), py::arg("step"), py::arg("mu"), py::arg("first"),
+           py::arg("dtensor"))
       .def("refresh", &StepTable::refresh)
       .def("launch", &StepTable::launch, py::arg("bucket"), py::arg("lr"), py::arg("lr_ptr"), py::arg("capturable"),
            py::arg("grad_scale"), py::arg("found_inf"), py::arg("clip_coef"), py::arg("num_threads"),

@@ -18,6 +18,7 @@
 
 #include "fusekit/norm_args.h"
 #include "fusekit/optim_step.h"
+#include "fusekit/step_args.h"
 
 namespace fusekit::bind {
 
@@ -28,17 +29,21 @@ void run_rule(Rule rule, const StepArgs& args, pybind11::handle hyper);
 
 class StepTable {
  public:
-  StepTable(Rule rule, pybind11::object hyper, pybind11::list params, pybind11::dict state,
-            std::vector<std::string> state_names, bool has_step, bool has_mu);
+  StepTable(Rule rule, pybind11::object hyper, pybind11::list params, pybind11::dict state, bool has_step,
+            bool has_mu);
 
-  // One (device, dtype) bucket; returns its index.
-  int add_bucket(int dtype, int device);
-  // Param `index` of the group (which has a gradient) in `bucket`. holders: the state
-  // entries in slot order (what state[p][name] held at build); locals: the tensors whose
-  // memory the kernel touches (param, grad, states; local shards for DTensors); numel and
-  // nbytes per local; step / mu: the 0-d float32 scalar state (or None).
-  void add_member(int64_t index, int bucket, pybind11::list holders, pybind11::list locals, int64_t numel,
-                  pybind11::object step, pybind11::object mu, bool first, bool dtensor);
+  // One (device, dtype, state storage) bucket; returns its index. Its members carry
+  // nstates state tensors, then (Block8) one absmax per state, then, if master, the
+  // float32 master copy of the parameter.
+  int add_bucket(int dtype, int device, StateFormat format, int nstates, bool master);
+  // Param `index` of the group (which has a gradient) in `bucket`. keys: the state entries
+  // the kernel touches, in the bucket's order; holders: what state[p][key] held at build;
+  // locals: the tensors whose memory the kernel touches (param, grad, then one per key;
+  // local shards for DTensors); numel: kernel elements; step / mu: the 0-d float32 scalar
+  // state (or None).
+  void add_member(int64_t index, int bucket, std::vector<std::string> keys, pybind11::list holders,
+                  pybind11::list locals, int64_t numel, pybind11::object step, pybind11::object mu, bool first,
+                  bool dtensor);
 
   bool refresh();
   // Runs bucket b's kernel with this step's scalars. first-step flags are cleared after a
@@ -57,26 +62,29 @@ class StepTable {
     int bucket;
     int64_t slot;  // position within the bucket
     pybind11::object param, param_local, state_dict, step, mu;
-    std::vector<pybind11::object> holders, locals;  // states (holders) and param/grad/states (locals)
+    std::vector<pybind11::object> keys, holders, locals;  // state keys, their entries, param/grad/entries
     std::vector<uintptr_t> ptrs;   // at build, per tensor slot
     std::vector<int64_t> nbytes;
     pybind11::object grad_dtype, grad_shape;  // what the gradient was at build
+    pybind11::object grad_strides = pybind11::none();  // None: contiguous
     int64_t numel;  // kernel elements (real view for complex)
     bool dtensor;
   };
   struct Bucket {
     StepArgs args;
+    int nstates = 0;
+    bool master = false;
   };
 
   bool refresh_member(Member& m);
   bool check_grad(const Member& m, pybind11::handle g) const;
   void lay_out();
+  static void place(Bucket& bk, int64_t slot, int k, uintptr_t ptr, int64_t nbytes);
 
   Rule rule_;
   pybind11::object hyper_;
   pybind11::list params_;
   pybind11::dict state_;
-  std::vector<pybind11::object> names_;  // state keys as Python strings
   pybind11::object step_key_, mu_key_;
   bool has_step_, has_mu_;
   std::vector<Member> members_;

@@ -78,23 +78,26 @@ def step_args(slots: list[list[torch.Tensor]], *, steps=None, mus=None, first=No
 class StepTable:
     """A param group's cached kernel tables (eager hot path), built from validated tensors.
 
-    members: (index in group["params"], param, state dict) for every param with a
-    gradient, its state already created; state_names: the state tensors in slot order.
+    rows: (index in group["params"], param, state dict, StateFormat, keys) for every param
+    with a gradient, its state already created; keys: the state entries the kernel touches
+    (nstates state tensors, then the 8-bit absmax per state, then the master copy).
     """
 
-    def __init__(self, rule: str, hyper, group: dict, state, state_names: list[str], has_step: bool, has_mu: bool,
-                 members, first: set) -> None:
-        self.table = _C.StepTable(RULES[rule][0], hyper, group["params"], state, state_names, has_step, has_mu)
+    def __init__(self, rule: str, hyper, group: dict, state, nstates: int, has_step: bool, has_mu: bool, rows,
+                 first: set) -> None:
+        self.table = _C.StepTable(RULES[rule][0], hyper, group["params"], state, has_step, has_mu)
         buckets: dict = {}
         self.params = []
-        for index, p, st in members:
+        for index, p, st, fmt, keys in rows:
             pl = local(p)
-            key = (real_dtype(pl.dtype), pl.device)
+            master = len(keys) > nstates * (2 if fmt == _C.StateFormat.Block8 else 1)
+            key = (real_dtype(pl.dtype), pl.device, fmt, master)
             if key not in buckets:
-                buckets[key] = self.table.add_bucket(DTYPE_CODES[key[0]], device_index(pl.device))
-            holders = [st[n] for n in state_names]
+                buckets[key] = self.table.add_bucket(DTYPE_CODES[key[0]], device_index(pl.device), fmt, nstates,
+                                                     master)
+            holders = [st[k] for k in keys]
             locals_ = [pl, local(p.grad)] + [local(t) for t in holders]
-            self.table.add_member(index, buckets[key], holders, locals_, as_real(pl).numel(),
+            self.table.add_member(index, buckets[key], keys, holders, locals_, as_real(pl).numel(),
                                   st["step"] if has_step else None, st["mu_product"] if has_mu else None,
                                   p in first, pl is not p)
             self.params.append(p)
@@ -122,9 +125,10 @@ class StepTable:
                               ptr(clip_coef, torch.float64), threads, current_stream(device))
 
     @staticmethod
-    def applies(tensors) -> bool:
-        """The table holds flat contiguous tensors; anything else takes the general path."""
-        return all(local(t).is_contiguous() for t in tensors)
+    def applies(rows) -> bool:
+        """The table runs over flat memory: each row (param, grad, states) dense in one
+        layout; anything else takes the general path."""
+        return all(flat_compatible([local(t) for t in row]) for row in rows)
 
 
 def run_lists(rule: str, hyper, slots: list[list[torch.Tensor]], *, steps=None, mus=None, first=None, lr=0.0,

@@ -22,6 +22,7 @@ from .._backend.optim import StepTable, make_hyper
 from . import _checks as C
 from ._plan import GroupPlan
 from ._state import tracked
+from ._storage import F, Storage, is_side_entry
 
 _GLOBAL_PRE_HOOKS = getattr(_torch_optimizer, "_global_optimizer_pre_hooks", {})
 _GLOBAL_POST_HOOKS = getattr(_torch_optimizer, "_global_optimizer_post_hooks", {})
@@ -39,9 +40,11 @@ class FusedOptimizer(Optimizer):
     _lazy_state: tuple = ()  # state entries created on a later step if missing (SGD's momentum_buffer)
 
     def __init__(self, params, defaults: dict, *, max_grad_norm=None, track_grad_norm: bool = False,
-                 grad_norm_history: int = 1000) -> None:
+                 grad_norm_history: int = 1000, state_dtype=None, master_weights: bool = False,
+                 min_8bit_size: int | None = None) -> None:
         name = type(self).__name__
         C.check_impl_flags(name, defaults)
+        self._storage = Storage(name, state_dtype, master_weights, min_8bit_size)
         self._check_options(defaults, "")
         super().__init__(params, defaults)
         # AMP as torch: in-kernel unscaling only for fused=True (GradScaler then hands over
@@ -89,13 +92,15 @@ class FusedOptimizer(Optimizer):
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
-        state.update(max_grad_norm=self.max_grad_norm, grad_norms=self.grad_norms)
+        state.update(max_grad_norm=self.max_grad_norm, grad_norms=self.grad_norms, _storage=self._storage)
         return state
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         for k in ("max_grad_norm", "grad_norms"):
             self.__dict__.setdefault(k, None)
+        if "_storage" not in self.__dict__:
+            self._storage = Storage(type(self).__name__)
         self._step_supports_amp_scaling = bool(self.defaults.get("fused"))
         self._fk_init()
         # Groups loaded from torch.optim (or older fusekit) lack fusekit-only keys.
@@ -125,6 +130,8 @@ class FusedOptimizer(Optimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         C.check_loaded_state(self, state_dict)
         super().load_state_dict(state_dict)
+        if not self._storage.plain:
+            self._restore_formats(state_dict)
         self._fk_plans.clear()
         if self.grad_norms is not None and "grad_norms" in state_dict:
             self.grad_norms.load_state_dict(state_dict["grad_norms"])
@@ -234,17 +241,22 @@ class FusedOptimizer(Optimizer):
         for i, p in enumerate(group["params"]):
             if p.grad is None:
                 continue
+            self._storage.check_param(p, f"parameter {i} of param group {gi}")
             C.check_param(self, p, gi, i, names, self.state.get(p))
             out.append((i, p))
         return out
 
     def _build_plan(self, gi: int, group: dict, members: list) -> GroupPlan:
         names = self._state_names(group)
+        storage = self._storage
         rows = []
         for i, p in members:
             st = self.state[p]
             if self._init_state(p, group, st):
                 self._fk_fresh.add(p)
+            if not storage.plain:
+                for key, t in storage.extra_state(p, names).items():
+                    st.setdefault(key, t)
             if self._has_step:
                 self._scalar_state(p, group, st, "step")
             if self._has_mu_product:
@@ -254,12 +266,38 @@ class FusedOptimizer(Optimizer):
             self._fk_cuda = self._fk_cuda or local(p).is_cuda
         hyper = make_hyper(self._rule, self._hyper_fields(group))
         fresh = bool(self._fk_fresh) and any(p in self._fk_fresh for _, p, _ in rows)
-        tensors = [t for _, p, st in rows for t in chain((p, p.grad), (st[n] for n in names))]
+        keys = [storage.keys(p, names) for _, p, _ in rows]
+        # per row the tensors laid out like the param (absmax runs per block of its memory)
+        laid = [[p, p.grad] + [st[k] for k in ks if not k.startswith("absmax")] for (_, p, st), ks in zip(rows, keys)]
         table = None
-        if rows and StepTable.applies(tensors):
-            table = StepTable(self._rule, hyper, group, self.state, names, self._has_step, self._has_mu_product,
-                              rows, self._fk_fresh)
+        if rows and StepTable.applies(laid):
+            table = StepTable(self._rule, hyper, group, self.state, len(names), self._has_step,
+                              self._has_mu_product, [(i, p, st, storage.format(p) if names else F.Param, ks)
+                                                     for (i, p, st), ks in zip(rows, keys)], self._fk_fresh)
+        elif rows and not storage.plain:
+            raise NotImplementedError(f"{type(self).__name__}: low-precision state and master weights need "
+                                      "dense parameters, each with its gradient in the same layout")
         return GroupPlan(self, group, rows, names, hyper, table, fresh)
+
+    def _restore_formats(self, state_dict: dict) -> None:
+        """torch's load_state_dict casts every floating state tensor to its parameter's
+        dtype; states stored in another format (bfloat16, float32 master weights, 8-bit
+        codes and absmax) are taken again from the saved values, cast once to their own."""
+        saved_ids = chain.from_iterable(g["params"] for g in state_dict["param_groups"])
+        params = chain.from_iterable(g["params"] for g in self.param_groups)
+        for pid, p in zip(saved_ids, params):
+            saved = state_dict["state"].get(pid)
+            if not saved or p not in self.state:
+                continue
+            st = self.state[p]
+            for key, value in saved.items():
+                if torch.is_tensor(value) and key not in C.SCALAR_STATE:
+                    dtype = self._storage.entry_dtype(p, key)
+                    st[key] = value.to(device=local(p).device if is_side_entry(key) else p.device, dtype=dtype)
+
+    def _new_state(self, p, fill: float = 0.0) -> torch.Tensor:
+        """A state tensor for p, zero (or fill), stored as this optimizer stores state."""
+        return self._storage.zeros(p, fill)
 
     def _scalar_state(self, p, group: dict, state: dict, key: str) -> torch.Tensor:
         """step / mu_product as a float32 0-d tensor: on the param's CUDA device for
@@ -327,6 +365,8 @@ class FusedOptimizer(Optimizer):
         return plan.complex
 
     def _traced_step(self, closure=None):
+        if not self._storage.plain:  # no op for low-precision state: the eager step, outside the graph
+            return self._eager_step_outside_graph(closure)
         loss, grad_scale, found_inf = self._prologue(closure)
         work = []
         for group in self.param_groups:
@@ -360,3 +400,6 @@ class FusedOptimizer(Optimizer):
             found_inf, norms, thresholds, count)
         self._last_norm = unscaled
         return coef if thr is not None else None
+
+
+FusedOptimizer._eager_step_outside_graph = torch.compiler.disable(FusedOptimizer._eager_step)

@@ -12,6 +12,7 @@ import torch
 from ..clip import AutoClip
 from .._backend import DTYPE_CODES, cuda_available, device_index, local
 from ..errors import error
+from ._storage import MASTER_KEY, Storage, is_side_entry
 
 SUPPORTED = frozenset(DTYPE_CODES) | {torch.complex64, torch.complex128}
 SCALAR_STATE = ("step", "mu_product")
@@ -153,17 +154,21 @@ def check_param(opt, p: torch.Tensor, gi: int, i: int, names: list[str], state) 
         if key not in state and key not in opt._lazy_state:
             raise error(f"{name}: state of {where} has no {key!r} (the state holds {sorted(state)}); torch "
                         "raises KeyError here too", KeyError)
-    for key in names:
+    storage = opt._storage
+    for key in storage.keys(p, names):
         t = state.get(key)
         if t is None:
-            continue
+            if key in names or key == MASTER_KEY:  # checked above, or made from the parameter
+                continue
+            raise error(f"{name}: state of {where} has no {key!r}, which its storage needs", KeyError)
+        want_dtype, want_shape = storage.entry_dtype(p, key), storage.entry_shape(p, key)
         tl = local(t) if torch.is_tensor(t) else t
-        if not torch.is_tensor(t) or t.shape != p.shape or t.dtype != p.dtype or tl.device != pl.device \
-                or tl.shape != pl.shape:
+        if not torch.is_tensor(t) or tuple(t.shape) != want_shape or t.dtype != want_dtype or tl.device != pl.device \
+                or (not is_side_entry(key) and tl.shape != pl.shape):
             raise RuntimeError(
                 f"{name}: state {key!r} of {where} is "
                 + (f"{t.dtype} {tuple(t.shape)} on {tl.device}" if torch.is_tensor(t) else repr(t))
-                + f"; expected {p.dtype} {tuple(p.shape)} on {pl.device}")
+                + f"; expected {want_dtype} {want_shape} on {pl.device}")
     for key in opt._scalar_keys():
         check_scalar_state(name, key, state[key], where)
 
@@ -209,8 +214,9 @@ def check_loaded_state(opt, state_dict: dict) -> None:
             where = f"loaded parameter {index}"
             if key in SCALAR_STATE:
                 check_scalar_state(name, key, value, where)
-            elif torch.is_tensor(value) and value.shape != p.shape:
+            elif torch.is_tensor(value) and tuple(value.shape) != Storage.entry_shape(p, key):
                 raise ValueError(
                     f"loaded state_dict has state {key!r} of shape {tuple(value.shape)} for "
                     f"parameter {index}, which has shape {tuple(p.shape)}"
+                    + (f" (expected {Storage.entry_shape(p, key)})" if is_side_entry(key) else "")
                 )

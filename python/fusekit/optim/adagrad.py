@@ -20,12 +20,14 @@ class Adagrad(FusedOptimizer):
     def __init__(self, params, lr: float | torch.Tensor = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
                  initial_accumulator_value: float = 0, eps: float = 1e-10, foreach: bool | None = None, *,
                  maximize: bool = False, differentiable: bool = False, fused: bool | None = None,
-                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
+                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000,
+                 state_dtype: torch.dtype | None = None, master_weights: bool = False) -> None:
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, fused=fused)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm, track_grad_norm=track_grad_norm,
-                         grad_norm_history=grad_norm_history)
+                         grad_norm_history=grad_norm_history, state_dtype=state_dtype,
+                         master_weights=master_weights)
         for group in self.param_groups:
             for p in group["params"]:
                 self._init_state(p, group, self.state[p])
@@ -43,8 +45,10 @@ class Adagrad(FusedOptimizer):
             fused = group["fused"] and p.device.type == "cuda"
             state["step"] = torch.zeros((), dtype=torch.float32, device=p.device if fused else "cpu")
             init = group["initial_accumulator_value"]
-            init = complex(init, init) if p.is_complex() else init
-            state["sum"] = torch.full_like(p, init, memory_format=torch.preserve_format)
+            if p.is_complex():
+                state["sum"] = torch.full_like(p, complex(init, init), memory_format=torch.preserve_format)
+            else:
+                state["sum"] = self._new_state(p, init)
         return False
 
     def _hyper_fields(self, group):

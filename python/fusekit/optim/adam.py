@@ -22,14 +22,16 @@ class Adam(FusedOptimizer):
                  maximize: bool = False, capturable: bool = False, differentiable: bool = False,
                  fused: bool | None = None, decoupled_weight_decay: bool = False,
                  folded_bias_correction: bool = False,
-                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
+                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000,
+                 state_dtype: torch.dtype | None = None, master_weights: bool = False) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, foreach=foreach, capturable=capturable,
                         differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay,
                         folded_bias_correction=folded_bias_correction)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm, track_grad_norm=track_grad_norm,
-                         grad_norm_history=grad_norm_history)
+                         grad_norm_history=grad_norm_history, state_dtype=state_dtype,
+                         master_weights=master_weights)
 
     def _check_options(self, group, where):
         C.check_lr(group["lr"], where)
@@ -42,10 +44,10 @@ class Adam(FusedOptimizer):
     def _init_state(self, p, group, state):
         if len(state) == 0:
             state["step"] = torch.tensor(0.0, dtype=torch.float32)
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg"] = self._new_state(p)
+            state["exp_avg_sq"] = self._new_state(p)
         if group["amsgrad"] and "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["max_exp_avg_sq"] = self._new_state(p)
         return False
 
     def _hyper_fields(self, group):
@@ -62,12 +64,13 @@ class AdamW(Adam):
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
                  foreach: bool | None = None, capturable: bool = False, differentiable: bool = False,
                  fused: bool | None = None, folded_bias_correction: bool = False, max_grad_norm=None,
-                 track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
+                 track_grad_norm: bool = False, grad_norm_history: int = 1000, state_dtype: torch.dtype | None = None,
+                 master_weights: bool = False) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
                          decoupled_weight_decay=True, folded_bias_correction=folded_bias_correction,
                          max_grad_norm=max_grad_norm, track_grad_norm=track_grad_norm,
-                         grad_norm_history=grad_norm_history)
+                         grad_norm_history=grad_norm_history, state_dtype=state_dtype, master_weights=master_weights)
 
     def __setstate__(self, state):
         super().__setstate__(state)

@@ -25,13 +25,15 @@ class NAdam(FusedOptimizer):
                  weight_decay: float = 0, momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False,
                  *, foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False, fused: bool | None = None, folded_bias_correction: bool = False,
-                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
+                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000,
+                 state_dtype: torch.dtype | None = None, master_weights: bool = False) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
                         capturable=capturable, differentiable=differentiable, fused=fused,
                         folded_bias_correction=folded_bias_correction)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm, track_grad_norm=track_grad_norm,
-                         grad_norm_history=grad_norm_history)
+                         grad_norm_history=grad_norm_history, state_dtype=state_dtype,
+                         master_weights=master_weights)
 
     def _check_options(self, group, where):
         C.check_lr(group["lr"], where)
@@ -46,8 +48,8 @@ class NAdam(FusedOptimizer):
         if len(state) == 0:
             state["step"] = torch.tensor(0.0, dtype=torch.float32)
             state["mu_product"] = torch.tensor(1.0, dtype=torch.float32)
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg"] = self._new_state(p)
+            state["exp_avg_sq"] = self._new_state(p)
         return False
 
     def _hyper_fields(self, group):

@@ -24,13 +24,15 @@ class RMSprop(FusedOptimizer):
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False, capturable: bool = False,
                  foreach: bool | None = None, maximize: bool = False, differentiable: bool = False, *,
                  fused: bool | None = None, square_avg_init: float = 0.0, eps_in_sqrt: bool = False, lr_in_momentum: bool = False,
-                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
+                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000,
+                 state_dtype: torch.dtype | None = None, master_weights: bool = False) -> None:
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
                         weight_decay=weight_decay, capturable=capturable, foreach=foreach, maximize=maximize,
                         differentiable=differentiable, fused=fused, square_avg_init=square_avg_init,
                         eps_in_sqrt=eps_in_sqrt, lr_in_momentum=lr_in_momentum)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm, track_grad_norm=track_grad_norm,
-                         grad_norm_history=grad_norm_history)
+                         grad_norm_history=grad_norm_history, state_dtype=state_dtype,
+                         master_weights=master_weights)
 
     def _check_options(self, group, where):
         C.check_lr(group["lr"], where)
@@ -45,11 +47,11 @@ class RMSprop(FusedOptimizer):
     def _init_state(self, p, group, state):
         if len(state) == 0:
             state["step"] = torch.zeros((), dtype=torch.float32)
-            state["square_avg"] = torch.full_like(p, group["square_avg_init"], memory_format=torch.preserve_format)
+            state["square_avg"] = self._new_state(p, group["square_avg_init"])
         if group["momentum"] > 0 and "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["momentum_buffer"] = self._new_state(p)
         if group["centered"] and "grad_avg" not in state:
-            state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["grad_avg"] = self._new_state(p)
         return False
 
     def _hyper_fields(self, group):

@@ -21,12 +21,14 @@ class SGD(FusedOptimizer):
     def __init__(self, params, lr: float | torch.Tensor = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float | torch.Tensor = 0, nesterov: bool = False, *, maximize: bool = False,
                  foreach: bool | None = None, differentiable: bool = False, fused: bool | None = None,
-                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000) -> None:
+                 max_grad_norm=None, track_grad_norm: bool = False, grad_norm_history: int = 1000,
+                 state_dtype: torch.dtype | None = None, master_weights: bool = False) -> None:
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, foreach=foreach,
                         differentiable=differentiable, fused=fused)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm, track_grad_norm=track_grad_norm,
-                         grad_norm_history=grad_norm_history)
+                         grad_norm_history=grad_norm_history, state_dtype=state_dtype,
+                         master_weights=master_weights)
 
     def _check_options(self, group, where):
         C.check_lr(group["lr"], where)
@@ -42,7 +44,7 @@ class SGD(FusedOptimizer):
 
     def _init_state(self, p, group, state):
         if group["momentum"] != 0 and state.get("momentum_buffer") is None:
-            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["momentum_buffer"] = self._new_state(p)
             return True
         return False
 

@@ -29,7 +29,8 @@ struct SGDRule {
   }
   static constexpr int slots(int v) { return (v & 1) ? 3 : 2; }
 
-  FK_HOST_DEVICE static void advance(const Hyper&, StepState&) {}
+  // torch's SGD keeps no step; SGD8bit (bitsandbytes' layout) counts steps like the others.
+  FK_HOST_DEVICE static void advance(const Hyper&, StepState& s) { s.step += 1.f; }
 
   // The buffer is zero-filled before its first step, so first = (0 * 0 + 1 * g) = g exactly.
   template <class T> FK_HOST_DEVICE static Coeffs<T> coeffs(const Hyper& h, double lr, const StepState& s) {
