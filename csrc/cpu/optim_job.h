@@ -39,6 +39,7 @@ const char* isa_name(Isa isa);
 #define FK_DECLARE_ISA(ns)                                   \
   namespace ns {                                             \
   template <class Rule> void run_job(const CpuJob& job);     \
+  int64_t quant8_mismatches(int64_t stride);                 \
   }
 FK_DECLARE_ISA(scalar)
 FK_DECLARE_ISA(avx2)

@@ -103,6 +103,8 @@ template <class Rule> void optimizer_step(const StepArgs& a, const typename Rule
   if (a.nslots != Rule::slots(Rule::variant(h)))
     throw std::invalid_argument("slot count does not match the optimizer's options");
   if (a.device >= 0) {
+    if (a.state_format != StateFormat::Param || !a.master.empty())
+      throw std::invalid_argument("low-precision state and master weights are not implemented on CUDA");
 #ifdef FK_WITH_CUDA
     return cuda::optimizer_step<Rule>(a, h);
 #else
@@ -118,6 +120,19 @@ FK_FOR_EACH_RULE(FK_INSTANTIATE)
 #undef FK_INSTANTIATE
 
 const char* cpu_isa() { return cpu::isa_name(cpu::detect_isa()); }
+
+int64_t quant8_mismatches(int64_t stride) {
+  if (stride < 1) throw std::invalid_argument("stride must be >= 1");
+  switch (g_isa()) {
+#ifdef FK_HAVE_ISA_AVX512
+    case cpu::Isa::Avx512: return cpu::avx512::quant8_mismatches(stride);
+#endif
+#ifdef FK_HAVE_ISA_AVX2
+    case cpu::Isa::Avx2: return cpu::avx2::quant8_mismatches(stride);
+#endif
+    default: return cpu::scalar::quant8_mismatches(stride);
+  }
+}
 
 bool cuda_built() {
 #ifdef FK_WITH_CUDA

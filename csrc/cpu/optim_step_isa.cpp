@@ -4,11 +4,17 @@
 // State slots are stored like the parameters, as bfloat16, or as 8-bit blockwise codes
 // (StateFormat); 16-bit parameters may have a float32 master copy. Whatever the storage, the
 // element step is the same step_elem() in the compute type, in one pass over memory.
+// GCC 12 reports its own intrinsics' _mm512_undefined_* operands (quant8_simd.h) as maybe
+// uninitialized once inlined at -O3; the pragma must precede immintrin.h's first inclusion.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 #include <type_traits>
 
 #include "cpu/optim_job.h"
+#include "cpu/quant8_simd.h"
 #include "cpu/thread_pool.h"
 #include "fusekit/math/quant8.h"
 #include "fusekit/optim_step.h"
@@ -60,61 +66,26 @@ void run_chunk(const typename Rule::template Coeffs<compute_t<S>>& c, S* const p
   }
 }
 
-// New absmax of a block (NaN left out, as fmaxf does) and each value's code of s / absmax.
-template <bool kSigned>
-inline void encode_block(const float* s, int64_t len, uint8_t* codes, float& absmax) {
-  float a = 0.f;
-  for (int64_t i = 0; i < len; ++i) {
-    const float v = s[i] < 0.f ? -s[i] : s[i];
-    a = v > a ? v : a;
-  }
-  absmax = a;
-#pragma GCC ivdep
-  for (int64_t i = 0; i < len; ++i) {
-    const float x = s[i] / a;  // an IEEE division: a code flips at a midpoint otherwise
-    if constexpr (kSigned) codes[i] = quant8_keep_sign(x);
-    else codes[i] = quant8<false>(x);
-  }
-}
-
 // 8-bit blockwise state (bitsandbytes' algorithm, docs/lowp_state_notes.md): per block of
 // kQuantBlock elements, decode each state with the block's old absmax, step every element
 // (the parameter update uses the unrounded float32 states), then take the new absmax and
-// encode: slot 2 on the signed map (keeping its sign), slot 3 on the unsigned one.
+// encode: slot 2 on the signed map (keeping its sign), slot 3 on the unsigned one. The block
+// stays in L1 between the three passes, so memory is still read and written once.
 template <class Rule, int V, class S, bool Unscale, bool kMaster>
 void run_block8(const typename Rule::template Coeffs<float>& c, S* const p0, S* const p1, uint8_t* const* codes,
                 float* const* absmax, float* const master, int64_t n, float scale, float clip) {
-  constexpr int K = Rule::slots(V);
-  constexpr int NS = K - 2;
+  constexpr int NS = Rule::slots(V) - 2;
   static_assert(NS >= 1 && NS <= 2, "8-bit state: one or two state slots");
-  uint8_t* const c0 = codes[0];
-  uint8_t* const c1 = NS > 1 ? codes[1] : nullptr;
-  const auto coeffs = c;
   alignas(64) float s0[kQuantBlock], s1[kQuantBlock];
+  float* const st[2] = {s0, s1};
   for (int64_t b0 = 0, blk = 0; b0 < n; b0 += kQuantBlock, ++blk) {
     const int64_t len = std::min<int64_t>(kQuantBlock, n - b0);
-    const float a0 = absmax[0][blk];
-    const float a1 = NS > 1 ? absmax[1][blk] : 0.f;
-    S* const p = p0 + b0;
-    S* const g = p1 + b0;
-    float* const m = kMaster ? master + b0 : nullptr;
-    const uint8_t* const q0 = c0 + b0;
-    const uint8_t* const q1 = NS > 1 ? c1 + b0 : nullptr;
-#pragma GCC ivdep
-    for (int64_t i = 0; i < len; ++i) {
-      float x[kMaxSlots];
-      x[0] = load_param<kMaster>(p, m, i);
-      x[1] = load(g, i);
-      x[2] = dequant8<true>(q0[i], a0);
-      if constexpr (NS > 1) x[3] = dequant8<false>(q1[i], a1);
-      step_elem<Rule, V, Unscale>(coeffs, x, scale, clip);
-      store_param<kMaster>(p, m, i, x[0]);
-      if constexpr (writes_slot<Rule, V, Unscale>(1)) store(g, i, x[1]);
-      s0[i] = x[2];
-      if constexpr (NS > 1) s1[i] = x[3];
-    }
-    encode_block<true>(s0, len, c0 + b0, absmax[0][blk]);
-    if constexpr (NS > 1) encode_block<false>(s1, len, c1 + b0, absmax[1][blk]);
+    dequant_block<true>(codes[0] + b0, absmax[0][blk], len, s0);
+    if constexpr (NS > 1) dequant_block<false>(codes[1] + b0, absmax[1][blk], len, s1);
+    run_chunk<Rule, V, S, float, Unscale, kMaster>(c, p0 + b0, p1 + b0, st, kMaster ? master + b0 : nullptr, len,
+                                                   scale, clip);
+    absmax[0][blk] = encode_block<true>(s0, len, codes[0] + b0);
+    if constexpr (NS > 1) absmax[1][blk] = encode_block<false>(s1, len, codes[1] + b0);
   }
 }
 
@@ -200,6 +171,58 @@ void run_variant(const CpuJob& job) {
 }  // namespace
 
 template <class Rule> void run_job(const CpuJob& job) { run_variant<Rule, 0>(job); }
+
+int64_t quant8_mismatches(int64_t stride) {
+  // Every stride-th float32 in [-1, 1], every map entry and midpoint with its 4 float
+  // neighbours each side, and NaNs of both signs, in blocks led by the absmax, against
+  // quant8.h's scalar functions.
+  std::vector<float> xs;
+  const auto near = [&](float v) {
+    float w = v;
+    for (int k = 0; k < 4; ++k) w = std::nextafter(w, 2.0f);
+    for (int k = 0; k < 9; ++k, w = std::nextafter(w, -2.0f))
+      if (w >= -1.0f && w <= 1.0f) xs.push_back(w), xs.push_back(-w);
+  };
+  for (int j = 0; j < 256; ++j)
+    for (float v : {DynMap<true>::code()[j], DynMap<false>::code()[j], DynMap<true>::bound()[j + 1],
+                    DynMap<false>::bound()[j + 1]})
+      if (std::isfinite(v)) near(v);
+  for (int64_t m = 0; m <= 0x3F800000; m += stride) {
+    uint32_t u = static_cast<uint32_t>(m);
+    float f;
+    std::memcpy(&f, &u, 4);
+    xs.push_back(f);
+    xs.push_back(-f);
+  }
+  xs.push_back(std::nanf(""));
+  xs.push_back(-std::nanf(""));
+  const auto same_bits = [](float x, float y) { return std::memcmp(&x, &y, 4) == 0; };
+  int64_t bad = 0;
+  alignas(64) float block[kQuantBlock], back[kQuantBlock];
+  uint8_t got[kQuantBlock];
+  const int64_t per = kQuantBlock - 1;
+  // absmax 1 (the encoder sees each value itself) and two others (x = s / absmax is then
+  // rounded, and the AVX-512 encoder multiplies by 1 / absmax)
+  for (float lead : {1.0f, -1.0f, 3.0f, -0.7f}) {
+    const float am = lead < 0.f ? -lead : lead;
+    for (size_t i0 = 0; i0 < xs.size(); i0 += per) {
+      const int64_t len = std::min<int64_t>(per, static_cast<int64_t>(xs.size() - i0));
+      block[0] = lead;
+      for (int64_t k = 0; k < len; ++k) block[k + 1] = xs[i0 + k] * am;
+      if (encode_block<true>(block, len + 1, got) != am) ++bad;
+      for (int64_t k = 0; k <= len; ++k) bad += got[k] != quant8_keep_sign(block[k] / am);
+      dequant_block<true>(got, 0.5f, len + 1, back);
+      for (int64_t k = 0; k <= len; ++k) bad += !same_bits(back[k], dequant8<true>(got[k], 0.5f));
+      if (lead < 0.f) continue;
+      for (int64_t k = 1; k <= len; ++k) block[k] = block[k] < 0.f ? -block[k] : block[k];  // the unsigned map's states
+      if (encode_block<false>(block, len + 1, got) != am) ++bad;
+      for (int64_t k = 0; k <= len; ++k) bad += got[k] != quant8<false>(block[k] / am);
+      dequant_block<false>(got, 0.5f, len + 1, back);
+      for (int64_t k = 0; k <= len; ++k) bad += !same_bits(back[k], dequant8<false>(got[k], 0.5f));
+    }
+  }
+  return bad;
+}
 
 #define FK_INSTANTIATE(Rule) template void run_job<Rule>(const CpuJob&);
 FK_FOR_EACH_RULE(FK_INSTANTIATE)

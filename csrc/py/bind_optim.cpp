@@ -29,6 +29,8 @@ void bind_optim(py::module_& m) {
   maps["signed"] = std::vector<float>(DynMap<true>::code(), DynMap<true>::code() + 256);
   maps["unsigned"] = std::vector<float>(DynMap<false>::code(), DynMap<false>::code() + 256);
   m.attr("QUANT_MAPS") = maps;
+  m.def("quant8_mismatches", &quant8_mismatches, py::arg("stride"),
+        "8-bit block encoder/decoder of the CPU ISA in use vs the scalar reference (0 = all equal)");
   auto step = py::class_<StepArgs>(m, "StepArgs").def(py::init<>());
   def_dtype(step, &StepArgs::dtype);
   step

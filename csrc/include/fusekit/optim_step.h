@@ -21,6 +21,10 @@ template <class Rule> void optimizer_step(const StepArgs& args, const typename R
 int64_t chunk_elems(DType dtype);
 
 const char* cpu_isa();
+// The CPU's 8-bit block encoder/decoder (the ISA in use) against quant8.h's scalar functions
+// on every stride-th float32 in [-1, 1] plus every entry and midpoint's neighbourhood: the
+// number of differing codes or decoded values (0 expected).
+int64_t quant8_mismatches(int64_t stride);
 bool cuda_built();
 int cuda_device_count();  // 0 without CUDA kernels, driver or device
 

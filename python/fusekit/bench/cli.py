@@ -7,6 +7,9 @@ What the plain command runs (CPU, plus CUDA when fusekit's CUDA kernels and a GP
           best eager step (fused, else foreach), bitsandbytes (32-bit; SGD, Adam, AdamW,
           RMSprop, Adagrad), DeepSpeed's CPU Adam/AdamW/Adagrad and apex's fused CUDA
           optimizers where importable, and torch.compile of torch's AdamW step
+  lowp    AdamW with 8-bit state (AdamW8bit) and with bfloat16 state against torch's fp32 fused
+          AdamW and bitsandbytes' AdamW8bit, on the same lists but tiny148; each candidate's own
+          bytes moved, fraction of the streaming probe and state bytes per parameter
   clip    clip_grad_norm_ (clipping / not clipping) and clipping inside AdamW, same two
           lists, against torch
   layers  forward+backward against torch: conv2d (LeNet-5 C1 and C3, CIFAR 64->64 3x3,
@@ -39,12 +42,12 @@ import torch
 
 import fusekit
 
-from . import clip, e2e, layers, optim, peers, report
+from . import clip, e2e, layers, lowp, optim, peers, report
 from .progress import Progress
 from .timing import stream_bandwidth
 from .workloads import WORKLOADS
 
-SUITES = ["optim", "clip", "layers", "e2e"]
+SUITES = ["optim", "lowp", "clip", "layers", "e2e"]
 
 
 @dataclasses.dataclass
@@ -152,6 +155,12 @@ def plan(args, preset, devices, skipped):
                     tasks.append((f"optim {wl} {n}", device,
                                   lambda st, pr, d=device, wl=wl, n=n, ps=ps: optim.run(wl, d, n, ps, cfg, pr, st),
                                   size[wl] * (2 + len(ps)) + 30 * ("compile" in ps)))
+        if "lowp" in suites and device == "cpu":  # low-precision state runs on the CPU only so far
+            for wl in (w for w in workloads if w != "tiny148"):  # state bytes are the point: real sizes
+                for case in lowp.CASES:
+                    tasks.append((f"lowp {wl} {case}", device,
+                                  lambda st, pr, d=device, wl=wl, c=case, u=use: lowp.run(wl, d, c, u, cfg, pr, st),
+                                  size[wl] * (3 + 10 * ("bitsandbytes" in use and case == "AdamW8bit"))))
         if "clip" in suites:
             for wl in workloads:
                 for case in clip.CASES:

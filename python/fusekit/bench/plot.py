@@ -9,7 +9,7 @@ COLORS = {"torch": "tab:blue", "compile": "tab:orange", "deepspeed": "tab:green"
 def label(row: dict, comp: dict, what: str = "") -> str:
     case = row["case"] + what
     case = case if len(case) <= 44 else case[:43] + "…"
-    wl = f" [{row['workload']}]" if row.get("workload") and row["suite"] in ("optim", "clip") else ""
+    wl = f" [{row['workload']}]" if row.get("workload") and row["suite"] in ("optim", "clip", "lowp") else ""
     return f"{row['suite']}: {case}{wl} vs {comp['vs']}"
 
 

@@ -21,7 +21,8 @@ def spread(c: dict) -> str:
 
 
 def title(row: dict) -> str:
-    what = {"optim": "optimizer step", "clip": "clipping", "layers": "forward+backward",
+    what = {"optim": "optimizer step", "lowp": "optimizer step, low-precision state", "clip": "clipping",
+            "layers": "forward+backward",
             "e2e": "training step"}[row["suite"]]
     sizes = ""
     if row.get("params") is not None:
@@ -68,7 +69,8 @@ def header(info: dict) -> str:
 
 def legend() -> str:
     return ("ms: median [q1-q3] of the samples; candidates alternate within each row. GB/s: bytes the step "
-            "must move / median time, and its fraction of the streaming probe.\n" + LEGEND)
+            "must move / median time, and its fraction of the streaming probe (lowp: each candidate's own "
+            "bytes).\n" + LEGEND)
 
 
 def summary(rows: list[dict]) -> str:

@@ -76,6 +76,10 @@ class Storage:
         if self.format(p) != F.Param and (p.dtype == torch.float64 or p.dtype.is_complex):
             raise TypeError(f"{self.owner}: state_dtype {self.state_dtype} is for float32, float16 and bfloat16 "
                             f"parameters; {where} is {p.dtype}")
+        if (self.format(p) != F.Param or self.master(p)) and local(p).device.type != "cpu":
+            raise NotImplementedError(f"{self.owner}: low-precision state and master weights run on the CPU only so "
+                                      f"far (the CUDA kernels store state as the parameters); {where} is on "
+                                      f"{local(p).device}")
 
     def zeros(self, p, fill: float = 0.0) -> torch.Tensor:
         """A state tensor for p in its storage (8-bit: the codes, all decoding to 0)."""

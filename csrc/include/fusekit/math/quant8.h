@@ -339,15 +339,18 @@ FK_HOST_DEVICE int pick(bool sel, int c, int d) { return c ^ ((c ^ d) & -static_
 // 127..255). a is clamped first, so NaN and values outside [0, 1] give a defined code.
 template <bool kSigned> FK_HOST_DEVICE int quant8_magnitude(float a) {
   using M = DynMap<kSigned>;
-  a = a < 1.0f ? a : 1.0f;  // comparisons, not fminf/fmaxf (library calls on x86)
-  a = a > 0.0f ? a : 0.0f;  // NaN -> 0
+  a = a < 1.0f ? a : 1.0f;  // comparisons, not fminf/fmaxf (library calls on x86); NaN -> 1
+  a = a > 0.0f ? a : 0.0f;
   const int d = (a >= 1e-6f) + (a >= 1e-5f) + (a >= 1e-4f) + (a >= 1e-3f) + (a >= 1e-2f) + (a >= 1e-1f);
   const float u = a * M::slope(d) - M::offset(d);  // > -2 for every a >= 0
   int i = M::first(d) + static_cast<int>(u + 2.0f) - 2;  // floor(u), or one off near an integer
   i = i < M::kZero ? M::kZero : (i > 255 ? 255 : i);
-  const float* b = M::bound();
-  i += (a > b[i + 1]) - (a < b[i]);  // now b[i] <= a <= b[i + 1]
-  i += (i & 1) * ((a == b[i + 1]) - (a == b[i]));  // a midpoint goes to the even code
+  const float lo = M::bound()[i], hi = M::bound()[i + 1];
+  // One step toward a, or a midpoint to the even code. Both use the guess's two midpoints
+  // only: a guess one off leaves a just past one midpoint, a whole spacing from the next,
+  // so a tie happens only where no step is taken. (The SIMD encoders, cpu/quant8_simd.h,
+  // do exactly this per lane.)
+  i += (a > hi) - (a < lo) + (i & 1) * ((a == hi) - (a == lo));
   return i;
 }
 }  // namespace detail
