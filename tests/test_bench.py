@@ -31,7 +31,7 @@ def test_smoke_json_rows(smoke):
     info, rows = data["info"], data["rows"]
     assert info["probe_gbs"]["cpu"] > 0 and info["threads"] >= 1 and info["wall_s"] > 0
     assert "cpu_isa" in info["fusekit"] and info["torch"] == torch.__version__
-    assert {r["suite"] for r in rows} == {"optim", "clip", "layers", "e2e"}
+    assert {r["suite"] for r in rows} == {"optim", "lowp", "clip", "layers", "e2e"}
     assert sorted(r["case"] for r in rows if r["suite"] == "optim") == sorted(
         ["SGD", "Adam", "AdamW", "NAdam", "RMSprop", "Adagrad"])
     for r in rows:
@@ -55,6 +55,17 @@ def test_smoke_json_rows(smoke):
     for r in (r for r in rows if r["suite"] == "e2e"):
         for c in r["candidates"]:
             assert 0 < c["opt_ms"] <= c["max"] and math.isclose(c["opt_share"], c["opt_ms"] / c["median"])
+    lowp = {r["case"]: r for r in rows if r["suite"] == "lowp"}
+    assert {"AdamW8bit", "AdamW bf16 state"} <= set(lowp)
+    for r in lowp.values():
+        ours, torch_fp32 = r["candidates"][0], r["candidates"][1]
+        assert torch_fp32["state"] == "fp32" and torch_fp32["state_bytes_per_param"] == 8.0
+        # each candidate's bytes are its own: fewer state bytes, fewer bytes moved
+        assert ours["bytes_per_step"] < torch_fp32["bytes_per_step"]
+        assert math.isclose(ours["gbs"], ours["bytes_per_step"] / (ours["median"] / 1e3) / 1e9)
+    assert lowp["AdamW bf16 state"]["candidates"][0]["state_bytes_per_param"] == 4.0
+    # 8-bit: one byte per state element plus a float32 absmax per block (small tensors keep 32-bit state)
+    assert 2.0 <= lowp["AdamW8bit"]["candidates"][0]["state_bytes_per_param"] < 8.0
 
 
 def test_smoke_table(smoke, capsys):
