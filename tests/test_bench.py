@@ -9,7 +9,7 @@ import torch
 
 from fusekit.bench import cli, peers, stats
 from fusekit.bench.candidates import Candidate, measure
-from fusekit.bench.plot import plot
+from fusekit.bench.plot import COLORS, plot
 from fusekit.bench.timing import time_alternating
 from fusekit.bench.workloads import WORKLOADS, make_params
 
@@ -46,6 +46,7 @@ def test_smoke_json_rows(smoke):
             assert math.isclose(comp["speedup"], peer["median"] / ours["median"])
             assert comp["lo"] <= comp["speedup"] <= comp["hi"]
             assert set(comp["flag"]) <= {"~", "?", "L"}
+            assert comp["peer"] in COLORS  # the chart colours each peer family, lowp rows too
     optim = next(r for r in rows if r["suite"] == "optim" and r["case"] == "AdamW")
     n = sum(math.prod(s) for s in WORKLOADS["nielsen"]())
     assert optim["params"] == n and optim["bytes_per_step"] == 7 * 4 * n

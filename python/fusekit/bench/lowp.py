@@ -42,18 +42,18 @@ def run(workload: str, device: str, case: str, peers: list[str], cfg, probe: flo
     params = make_params(WORKLOADS[workload](), device)
     n = sum(p.numel() for p in params)
     ours = fo.AdamW8bit(params, **KW) if kind == "8bit" else fo.AdamW(params, state_dtype=torch.bfloat16, **KW)
-    opts = [("fusekit", ours, kind)]
+    opts = [("fusekit", ours, kind, "fusekit")]
     theirs, impl = P.torch_best("AdamW", params, KW, device)
-    opts.append((f"torch {impl} (fp32 state)", theirs, "fp32"))
+    opts.append((f"torch {impl} (fp32 state)", theirs, "fp32", "torch"))
     if kind == "8bit" and "bitsandbytes" in peers:
         status(f"{workload} {case}: setting up bitsandbytes")
-        opts.append(("bnb AdamW8bit", _bnb8(params), "8bit"))
+        opts.append(("bnb AdamW8bit", _bnb8(params), "8bit", "bitsandbytes"))
     cands = []
-    for name, opt, traffic in opts:
+    for name, opt, traffic, peer in opts:  # peer: the key the plot colours by
         opt.step()  # state exists before timing (and its size can be read)
         per = state_bytes_per_param(opt, params)
         cands.append(Candidate(name, opt.step, note=f"state {per:.2f} B/param",
-                               extra=dict(peer=name.split()[0], state=traffic, state_bytes_per_param=per)))
+                               extra=dict(peer=peer, state=traffic, state_bytes_per_param=per)))
     status(f"{workload} {case}: timing {len(cands)} candidates")
     base = dict(suite="lowp", case=case, workload=workload, device=device, tensors=len(params), params=n)
     row = measure(base, cands, device, cfg.warmup, cfg.reps, cfg.budget_s)
