@@ -22,8 +22,9 @@ What this project's machine measured (each run's summary.json has its own figure
     spike (0.095); with warmup 4 of 5 (0.22): it only delays the spikes (first at steps 33-36
     of its 50-step ramp), so this instability is not one of the first steps, which is what
     warmup cures;
-  - --quick, seeds 0-1 (lr* = 0.01, 100 steps at 0.02): spikes in both plain runs and both
-    warmup runs, in neither run with either kind of clipping.
+  - --quick, seeds 0-1 (lr* = 0.01, 100 steps at 0.02): spikes in both plain runs and in one
+    or both warmup runs (it varied between runs of the example), in neither run with either
+    kind of clipping.
 The example records what happens in its own run; nothing in it is staged.
 
 Writes to --out: instability.png (the sweep; loss and gradient-norm curves of the first

@@ -24,7 +24,7 @@ are flagged (rule in the legend). Setup costs (torch.compile; DeepSpeed's JIT bu
 4-5 minutes the first time on 2 cores, then cached) are reported apart, never in a ratio.
 Progress goes to stderr, results to stdout.
 
-  python -m fusekit.bench --quick --plot bench.png       # every suite, smaller: about 3 min on 2 cores
+  python -m fusekit.bench --quick --plot bench.png       # every suite, smaller: under a minute on 2 cores
   python -m fusekit.bench --suite optim --workload resnet18 --compile all --out results.json
 """
 from __future__ import annotations
