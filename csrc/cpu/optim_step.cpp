@@ -1,6 +1,7 @@
 // Host side of the fused optimizer step: checks the call, advances the per-tensor scalar
 // state (step, mu_product) once per tensor, computes the per-tensor coefficients with the
 // rule's own coeffs() and hands the chunk table to the ISA-specific loop or to CUDA.
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,7 +15,7 @@ namespace fusekit {
 namespace {
 
 constexpr int64_t kChunkBytes = 64 * 1024;
-constexpr int64_t kSerialElems = 32 * 1024;  // below this, threads cost more than they save
+constexpr int64_t kSerialElems = 8 * 1024;  // below this, threads cost more than they save
 // 8-bit state: every chunk starts on a quantization block (the chunks of a tensor are
 // whole multiples of chunk_elems from its start).
 static_assert((kChunkBytes / 2) % kQuantBlock == 0 && (kChunkBytes / 4) % kQuantBlock == 0);
@@ -61,6 +62,16 @@ void check_args(const StepArgs& a, int min_slots) {
   }
 }
 
+// Steps of a few full chunks would leave threads idle behind one long chunk: they are cut
+// finer, to about four chunks per thread, which threads take as they finish (whole 8-bit
+// blocks; elementwise results do not depend on the cut).
+int64_t cpu_chunk_elems(DType dtype, int64_t total, int threads) {
+  const int64_t full = chunk_elems(dtype);
+  if (threads <= 1) return full;
+  const int64_t want = (total / (4 * threads) + kQuantBlock - 1) / kQuantBlock * kQuantBlock;
+  return std::clamp<int64_t>(want, 16 * kQuantBlock, full);
+}
+
 cpu::Isa g_isa() { return cpu::detect_isa(); }
 
 template <class Rule> void run_isa(const cpu::CpuJob& job) {
@@ -81,13 +92,14 @@ void cpu_step(const StepArgs& a, const typename Rule::Hyper& h) {
   dispatch_dtype(a.dtype, [&](auto s) {
     using T = compute_t<decltype(s)>;
     const auto coeffs = advance_on_host<Rule, T>(a, h);
-    const std::vector<Chunk> chunks = build_chunks(a.numels.data(), a.count, chunk_elems(a.dtype));
     int64_t total = 0;
     for (int64_t n : a.numels) total += n;
+    const int threads = total < kSerialElems ? 1 : a.num_threads;
+    const std::vector<Chunk> chunks = build_chunks(a.numels.data(), a.count, cpu_chunk_elems(a.dtype, total, threads));
     const cpu::CpuJob job{a.dtype, Rule::variant(h), a.nslots, a.count, a.ptrs.data(), coeffs.data(),
                           reinterpret_cast<const float*>(a.grad_scale),
                           reinterpret_cast<const double*>(a.clip_coef), chunks.data(),
-                          static_cast<int64_t>(chunks.size()), total < kSerialElems ? 1 : a.num_threads,
+                          static_cast<int64_t>(chunks.size()), threads,
                           a.state_format, a.absmax.empty() ? nullptr : a.absmax.data(),
                           a.master.empty() ? nullptr : a.master.data()};
     run_isa<Rule>(job);

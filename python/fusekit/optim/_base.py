@@ -141,14 +141,14 @@ class FusedOptimizer(Optimizer):
         # torch wraps step() in record_function + hooks (_patch_step_function); fusekit does
         # the same here, entering record_function only while a profiler runs (it costs tens
         # of microseconds per step on small models).
-        pre = chain(_GLOBAL_PRE_HOOKS.values(), self._optimizer_step_pre_hooks.values())
         args, kwargs = (self,), ({} if closure is None else {"closure": closure})
-        for hook in pre:
-            result = hook(self, args, kwargs)
-            if result is not None:
-                if not (isinstance(result, tuple) and len(result) == 2):
-                    raise RuntimeError(f"step pre-hook must return None or (args, kwargs), got {result}")
-                args, kwargs = result
+        if _GLOBAL_PRE_HOOKS or self._optimizer_step_pre_hooks:
+            for hook in chain(_GLOBAL_PRE_HOOKS.values(), self._optimizer_step_pre_hooks.values()):
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError(f"step pre-hook must return None or (args, kwargs), got {result}")
+                    args, kwargs = result
         if torch.compiler.is_compiling():
             out = self._traced_step(*args[1:], **kwargs)
         elif torch.autograd._profiler_enabled():
@@ -157,8 +157,9 @@ class FusedOptimizer(Optimizer):
         else:
             out = self._eager_step(*args[1:], **kwargs)
         self._optimizer_step_code()
-        for hook in chain(self._optimizer_step_post_hooks.values(), _GLOBAL_POST_HOOKS.values()):
-            hook(self, args, kwargs)
+        if self._optimizer_step_post_hooks or _GLOBAL_POST_HOOKS:
+            for hook in chain(self._optimizer_step_post_hooks.values(), _GLOBAL_POST_HOOKS.values()):
+                hook(self, args, kwargs)
         return out
 
     step.hooked = True  # tells torch.optim.Optimizer not to wrap it again
@@ -219,7 +220,7 @@ class FusedOptimizer(Optimizer):
                 stale.append(gi)
                 plan = None
             plans.append(plan)
-        checked = {gi: self._check_group(gi, self.param_groups[gi]) for gi in stale}
+        checked = {gi: self._check_group(gi, self.param_groups[gi]) for gi in stale} if stale else {}
         return plans, stale, checked
 
     def _build_stale(self, plans, stale, checked) -> list[GroupPlan]:
