@@ -10,6 +10,7 @@ gradient is the forward's gather (max) or the forward itself (avg).
 from __future__ import annotations
 
 import torch
+from torch._functorch.utils import unwrap_dead_wrappers
 
 ops = torch.ops.fusekit
 
@@ -24,6 +25,21 @@ def fn(name: str):
     return _VARIANTS[name][1 if torch.compiler.is_compiling() else 0]
 
 
+class _Function(torch.autograd.Function):
+    """torch's Function.apply binds the arguments to forward's signature with inspect on
+    every call (~20 us, as long as a small layer's kernel) because setup_context is defined;
+    fusekit passes every argument positionally, so outside functorch transforms the
+    binding is skipped and the call goes straight to autograd's C++ apply (what torch's own
+    apply does next). Under transforms torch's apply runs unchanged; under torch.compile
+    fn() hands out the twins below, which derive from torch.autograd.Function directly."""
+
+    @classmethod
+    def apply(cls, *args):
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(*args)
+        return super(torch.autograd.Function, cls).apply(*unwrap_dead_wrappers(args))
+
+
 def _add(*terms):
     """Sum of the terms that are not None (tangents of inputs without one are None)."""
     terms = [t for t in terms if t is not None]
@@ -33,7 +49,7 @@ def _add(*terms):
     return out
 
 
-class Conv2d(torch.autograd.Function):
+class Conv2d(_Function):
     generate_vmap_rule = True
 
     @staticmethod
@@ -87,7 +103,7 @@ def _bilinear_jvp(name: str, ctx, t_go, t_operand):
                 None if t_operand is None else f.apply(go, t_operand, ctx.size, *ctx.geom))
 
 
-class Conv2dInputGrad(torch.autograd.Function):
+class Conv2dInputGrad(_Function):
     """grad_input = conv2d_input_grad(grad_out, weight)."""
     generate_vmap_rule = True
     setup_context = staticmethod(_save_bilinear)
@@ -109,7 +125,7 @@ class Conv2dInputGrad(torch.autograd.Function):
         return _bilinear_jvp("Conv2dInputGrad", ctx, t_go, t_w)
 
 
-class Conv2dWeightGrad(torch.autograd.Function):
+class Conv2dWeightGrad(_Function):
     """grad_weight = conv2d_weight_grad(grad_out, input)."""
     generate_vmap_rule = True
     setup_context = staticmethod(_save_bilinear)
@@ -152,7 +168,7 @@ def gather_windows(t: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
     return t.flatten(-2).gather(-1, idx.flatten(-2)).view(idx.shape)
 
 
-class MaxPool2d(torch.autograd.Function):
+class MaxPool2d(_Function):
     """(out, arg): arg is int64 indices or uint8 window codes (not differentiable)."""
     generate_vmap_rule = True
 
@@ -181,7 +197,7 @@ class MaxPool2d(torch.autograd.Function):
         return gather_windows(tx, arg), None
 
 
-class MaxPool2dBackward(torch.autograd.Function):
+class MaxPool2dBackward(_Function):
     """Scatters grad_out to the window maxima: linear in grad_out."""
     generate_vmap_rule = True
 
@@ -208,7 +224,7 @@ class MaxPool2dBackward(torch.autograd.Function):
         return fn("MaxPool2dBackward").apply(t_go, arg, *ctx.rest)
 
 
-class AvgPool2d(torch.autograd.Function):
+class AvgPool2d(_Function):
     generate_vmap_rule = True
 
     @staticmethod
@@ -231,7 +247,7 @@ class AvgPool2d(torch.autograd.Function):
         return fn("AvgPool2d").apply(tx, *ctx.geom)
 
 
-class AvgPool2dBackward(torch.autograd.Function):
+class AvgPool2dBackward(_Function):
     """Spreads grad_out over the windows: the adjoint of avg_pool2d, linear in grad_out."""
     generate_vmap_rule = True
 
@@ -263,7 +279,7 @@ def _cl(x: torch.Tensor) -> bool:
 
 # ---- the fused conv + relu + max-pool block (CPU) -----------------------------------------------
 
-class ConvReLUMaxPool2d(torch.autograd.Function):
+class ConvReLUMaxPool2d(_Function):
     """(out, arg) of max_pool(relu(conv(x) + b)); the convolution output is never stored.
     Backward is one native call, or, when a graph of the backward is wanted (create_graph,
     torch.func), the same math from the differentiable Functions above."""
