@@ -44,7 +44,8 @@ done
 case "$DEVICE" in cuda|cpu) ;; *) echo "--device must be cuda or cpu" >&2; exit 2 ;; esac
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-BUILD=${BUILD:-/tmp/fusekit-check-build-$DEVICE}
+# The default build folder is per checkout: CMake refuses a cache made from another source tree.
+BUILD=${BUILD:-/tmp/fusekit-check-build-$DEVICE-$(printf %s "$ROOT" | cksum | cut -d' ' -f1)}
 JSONL=$OUT/gpu_check.jsonl
 TMPD=$(mktemp -d)  # phase logs that run.log already holds
 exec > >(tee -a "$OUT/run.log") 2>&1
