@@ -25,6 +25,19 @@ for name, kw in cases:
             p.grad = torch.randn(p.shape, generator=g).to(p.dtype)
         opt.step()
     out[name] = [p.detach() for p in ps]
+# Steps of 8K-64K elements (cut into a few chunks per thread) and low-precision state.
+for name, kw in [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", {}), ("AdamW8bit", {}),
+                 ("AdamW", dict(state_dtype=torch.bfloat16))]:
+    torch.manual_seed(1)
+    ps = [torch.nn.Parameter(torch.randn(n)) for n in (12289, 4608, 7)]
+    opt = getattr(fo, name)(ps, **kw)
+    for s in range(3):
+        g = torch.Generator().manual_seed(s)
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g)
+        opt.step()
+    out["small " + name + str(sorted(kw))] = [p.detach() for p in ps] + [
+        v for p in ps for v in opt.state[p].values() if torch.is_tensor(v)]
 torch.save(out, sys.argv[1])
 """
 
@@ -46,7 +59,10 @@ def test_bitwise_across_isas_and_threads(tmp_path):
         other = run(tmp_path, env)
         isas.add(other["isa"])
         backends.add(other["backend"])
-        for name in ("Adam", "NAdam", "RMSprop", "SGD", "Adagrad"):
+        cases = [k for k, v in base.items() if isinstance(v, list)]
+        assert len(cases) == 9
+        for name in cases:
+            assert len(base[name]) == len(other[name])
             for a, b in zip(base[name], other[name]):
                 assert torch.equal(a, b), (name, env)
     assert "scalar" in isas
