@@ -145,13 +145,15 @@ def test_ties_and_nan_pick_the_same_indices_as_torch(device):
         torch.testing.assert_close(a, b, equal_nan=True)
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 5, 5), (2, 3, 9, 43), (1, 2, 6, 600), (3, 4, 32, 32), (2, 300, 5, 7)])
+@pytest.mark.parametrize("shape", [(1, 1, 5, 5), (2, 3, 9, 43), (1, 2, 6, 600), (3, 4, 32, 32), (2, 300, 5, 7),
+                                   (5, 7, 4, 4), (3, 5, 6, 7)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 def test_max_pool2d_without_indices_routes_gradients_like_torch(shape, dtype, layout, device):
     """Without return_indices the CPU's 2x2 path saves window codes, not indices: the gradient
     still reaches exactly torch's choice of input (ties -> first maximum, NaN -> last NaN).
-    Shapes cover vector bodies and tails, odd sizes and rows (or channels) longer than one run of 256."""
+    Shapes cover vector bodies and tails, odd sizes, rows (or channels) longer than one run of 256,
+    and small even-height planes pooled as stacks (a last stack of fewer planes, an odd width)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 3, shape, generator=g).to(dtype)  # many ties
     x.view(-1)[:: 7] = math.nan

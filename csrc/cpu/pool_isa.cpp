@@ -2,6 +2,7 @@
 // fused block's ReLU + pool backward pass, compiled once per ISA: branch-free row loops, which
 // vectorize (the generic loop in pool_elems.h runs at one unpredictable branch per element on
 // random data).
+#include <algorithm>
 #include <memory>
 
 #include "cpu/conv_gemm.h"
@@ -15,13 +16,22 @@
 namespace fusekit::cpu::FK_ISA {
 namespace {
 
-// Runs plane(S{}, p, in_offset, out_offset) for every (image, channel) plane p.
-template <class F> void for_each_plane(const PoolArgs& a, F plane) {
+// Runs run(S{}, in_offset, out_offset, count) over every (image, channel) plane, `count`
+// consecutive planes at a time. With window codes (not plane-relative indices) and an even
+// height, stacked planes pool as one tall plane (no window spans two of them), so small maps
+// do not pay a call per 4x4 plane; stacks keep ~4K input elements and every thread busy.
+template <class F> void for_each_plane(const PoolArgs& a, F run) {
   const Pool2dParams& q = a.q;
-  const int64_t in_sz = q.h * q.w, out_sz = q.oh * q.ow;
+  const int64_t in_sz = q.h * q.w, out_sz = q.oh * q.ow, planes = q.n * q.c;
+  const int threads = planes * (in_sz + out_sz) < 16384 ? 1 : a.num_threads;
+  int64_t stack = a.window_codes && q.h == 2 * q.oh ? std::max<int64_t>(1, 4096 / std::max<int64_t>(in_sz, 1)) : 1;
+  while (stack > 1 && (planes + stack - 1) / stack < 4 * threads) stack /= 2;
   dispatch_dtype(a.dtype, [&](auto s) {
-    auto task = [&](int64_t p) { plane(s, p * in_sz, p * out_sz); };
-    parallel_for(q.n * q.c * (in_sz + out_sz) < 16384 ? 1 : a.num_threads, q.n * q.c, task);
+    auto task = [&](int64_t t) {
+      const int64_t p = t * stack;
+      run(s, p * in_sz, p * out_sz, std::min(stack, planes - p));
+    };
+    parallel_for(threads, (planes + stack - 1) / stack, task);
   });
 }
 
@@ -29,23 +39,24 @@ template <class F> void for_each_plane(const PoolArgs& a, F plane) {
 
 void max_pool_2x2_backward(const PoolArgs& a) {
   const Pool2dParams q = a.q;
-  for_each_plane(a, [&](auto s, int64_t i, int64_t o) {
+  for_each_plane(a, [&](auto s, int64_t i, int64_t o, int64_t k) {
     using S = decltype(s);
     const S* g = reinterpret_cast<const S*>(a.grad_out) + o;
     S* gin = reinterpret_cast<S*>(a.grad_in) + i;
-    if (a.window_codes) max2x2_bwd_plane(g, reinterpret_cast<const uint8_t*>(a.window_codes) + o, gin, q.h, q.w, q.oh, q.ow);
+    if (a.window_codes)
+      max2x2_bwd_plane(g, reinterpret_cast<const uint8_t*>(a.window_codes) + o, gin, k * q.h, q.w, k * q.oh, q.ow);
     else max2x2_bwd_plane(g, reinterpret_cast<const int64_t*>(a.indices) + o, gin, q.h, q.w, q.oh, q.ow);
   });
 }
 
 void max_pool_2x2(const PoolArgs& a) {
   const Pool2dParams q = a.q;
-  for_each_plane(a, [&](auto s, int64_t i, int64_t o) {
+  for_each_plane(a, [&](auto s, int64_t i, int64_t o, int64_t k) {
     using S = decltype(s);
     const S* in = reinterpret_cast<const S*>(a.in) + i;
     S* out = reinterpret_cast<S*>(a.out) + o;
     const auto same = [](auto v) { return v; };
-    if (a.window_codes) max2x2_rows(in, q.w, out, reinterpret_cast<uint8_t*>(a.window_codes) + o, q.oh, q.ow, same);
+    if (a.window_codes) max2x2_rows(in, q.w, out, reinterpret_cast<uint8_t*>(a.window_codes) + o, k * q.oh, q.ow, same);
     else max2x2_rows(in, q.w, out, reinterpret_cast<int64_t*>(a.indices) + o, q.oh, q.ow, same);
   });
 }
