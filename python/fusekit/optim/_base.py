@@ -220,7 +220,7 @@ class FusedOptimizer(Optimizer):
                 stale.append(gi)
                 plan = None
             plans.append(plan)
-        checked = {gi: self._check_group(gi, self.param_groups[gi]) for gi in stale} if stale else {}
+        checked = {gi: self._check_group(gi, self.param_groups[gi]) for gi in stale}
         return plans, stale, checked
 
     def _build_stale(self, plans, stale, checked) -> list[GroupPlan]:
