@@ -90,7 +90,9 @@ def test_construction(name, key, value, expect, fragment):
 
 # ---- step --------------------------------------------------------------------------------------
 
-def setup(mod, name):
+def setup(mod, name, new_grads=True):
+    """Two groups after one step; new gradients unless new_grads is False (the step's own,
+    which fusekit's cached table has seen: their in-place changes must be caught too)."""
     torch.manual_seed(0)
     g0 = [torch.nn.Parameter(torch.randn(4, 3)) for _ in range(2)]
     g1 = [torch.nn.Parameter(torch.randn(5)) for _ in range(2)]
@@ -102,7 +104,8 @@ def setup(mod, name):
         p.grad = torch.randn_like(p)
     opt.step()  # there is state to protect
     for p in g0 + g1:
-        p.grad = torch.randn_like(p)
+        if new_grads:
+            p.grad = torch.randn_like(p)
     return g0, g1, opt
 
 
@@ -209,17 +212,20 @@ def _amp(o, scale, inf_):
     o.grad_scale, o.found_inf = scale, inf_
 
 
-STEP_CASES = [(n, c) for c, (_, _, _, names) in STEP.items() for n in names]
+STEP_CASES = [(n, c, True) for c, (_, _, _, names) in STEP.items() for n in names]
+# the gradients changed in place after a step that used them
+STEP_CASES += [(n, c, False) for c, (_, _, _, names) in STEP.items() if c.startswith("gradient") for n in names]
 
 
-@pytest.mark.parametrize("name,case", STEP_CASES, ids=[f"{n}-{c}" for n, c in STEP_CASES])
-def test_step(name, case):
+@pytest.mark.parametrize("name,case,new_grads", STEP_CASES,
+                         ids=[f"{n}-{c}" + ("" if fresh else "-stepped grads") for n, c, fresh in STEP_CASES])
+def test_step(name, case, new_grads):
     mutate, expect, fragment, _ = STEP[case]
     if case == "group amsgrad switched on" and name != "AdamW":
         pytest.skip("one optimizer is enough")
-    tg0, tg1, topt = setup(torch.optim, name)
+    tg0, tg1, topt = setup(torch.optim, name, new_grads)
     mutate(tg0, tg1, topt)
-    g0, g1, opt = setup(fo, name)
+    g0, g1, opt = setup(fo, name, new_grads)
     mutate(g0, g1, opt)
     res = check(topt.step, opt.step, expect, fragment, opt)
     if res is not None:

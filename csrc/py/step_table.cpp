@@ -18,6 +18,11 @@ namespace {
 struct TensorApi {
   PyObject *data_ptr, *is_contiguous, *numel, *get_device, *stride, *nbytes;
   PyObject *grad, *local, *dtype, *shape, *is_cuda;
+  PyTypeObject* base;        // torch._C.TensorBase
+  PyCFunction data_ptr_fn;   // TensorBase.data_ptr's C function (METH_NOARGS), or nullptr
+  PyObject* grad_descr;      // TensorBase.grad's getset descriptor
+  getter grad_get;           // its C getter
+  void* grad_closure;
 };
 
 const TensorApi& api() {
@@ -25,10 +30,27 @@ const TensorApi& api() {
     py::module_ torch = py::module_::import("torch");
     py::object base = torch.attr("_C").attr("TensorBase");
     auto keep = [](py::object o) { return o.release().ptr(); };  // immortal for the process
-    return TensorApi{keep(base.attr("data_ptr")),  keep(base.attr("is_contiguous")), keep(base.attr("numel")),
-                     keep(base.attr("get_device")), keep(base.attr("stride")),  keep(py::str("nbytes")),         keep(py::str("grad")),
-                     keep(py::str("_local_tensor")), keep(py::str("dtype")),         keep(py::str("shape")),
-                     keep(py::str("is_cuda"))};
+    TensorApi t{keep(base.attr("data_ptr")),  keep(base.attr("is_contiguous")), keep(base.attr("numel")),
+                keep(base.attr("get_device")), keep(base.attr("stride")),  keep(py::str("nbytes")),
+                keep(py::str("grad")),          keep(py::str("_local_tensor")), keep(py::str("dtype")),
+                keep(py::str("shape")),         keep(py::str("is_cuda")),  nullptr, nullptr, nullptr, nullptr, nullptr};
+    t.base = reinterpret_cast<PyTypeObject*>(keep(base));
+    // The hot path calls these C functions directly: the generic call and attribute
+    // protocols around them cost about as much as torch's own work for a data_ptr() or a
+    // .grad (each is used only where the descriptor is what the attribute resolves to).
+    if (Py_IS_TYPE(t.data_ptr, &PyMethodDescr_Type)) {
+      PyMethodDef* def = reinterpret_cast<PyMethodDescrObject*>(t.data_ptr)->d_method;
+      if ((def->ml_flags & (METH_VARARGS | METH_KEYWORDS | METH_NOARGS | METH_O | METH_FASTCALL)) == METH_NOARGS)
+        t.data_ptr_fn = def->ml_meth;
+    }
+    PyObject* g = _PyType_Lookup(t.base, t.grad);
+    if (g != nullptr && Py_IS_TYPE(g, &PyGetSetDescr_Type)) {
+      t.grad_descr = g;
+      Py_INCREF(g);
+      t.grad_get = reinterpret_cast<PyGetSetDescrObject*>(g)->d_getset->get;
+      t.grad_closure = reinterpret_cast<PyGetSetDescrObject*>(g)->d_getset->closure;
+    }
+    return t;
   }();
   return a;
 }
@@ -47,14 +69,42 @@ int64_t call_int(PyObject* method, PyObject* self) {
   return v;
 }
 
+// State keys as the interned strings Python's own literals are, so a state dict lookup
+// matches by identity instead of comparing characters.
+py::object interned(const std::string& s) {
+  PyObject* o = PyUnicode_InternFromString(s.c_str());
+  if (o == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(o);
+}
+
+// TensorBase.data_ptr(t) (the base method, as before: a subclass cannot redirect it).
 uintptr_t data_ptr(py::handle t) {
-  PyObject* r = call0(api().data_ptr, t.ptr());
+  const TensorApi& a = api();
+  PyObject* r;
+  if (a.data_ptr_fn != nullptr && PyObject_TypeCheck(t.ptr(), a.base)) {
+    r = a.data_ptr_fn(t.ptr(), nullptr);
+    if (r == nullptr) throw py::error_already_set();
+  } else {
+    r = call0(a.data_ptr, t.ptr());  // raises the usual TypeError for a non-tensor
+  }
   // PyLong_AsVoidPtr reads the int's digits directly; PyLong_AsUnsignedLongLong goes
   // through a byte-array conversion that cost ~8% of a step over many small tensors.
   void* v = PyLong_AsVoidPtr(r);
   Py_DECREF(r);
   if (v == nullptr && PyErr_Occurred()) throw py::error_already_set();
   return reinterpret_cast<uintptr_t>(v);
+}
+
+// t.grad, through TensorBase's getter when that is what the attribute resolves to.
+py::object grad_of(py::handle t) {
+  const TensorApi& a = api();
+  PyObject* r;
+  if (a.grad_get != nullptr && _PyType_Lookup(Py_TYPE(t.ptr()), a.grad) == a.grad_descr)
+    r = a.grad_get(t.ptr(), a.grad_closure);
+  else
+    r = PyObject_GetAttr(t.ptr(), a.grad);
+  if (r == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
 }
 
 bool is_contiguous(py::handle t) {
@@ -76,6 +126,20 @@ PyObject* item(py::handle d, py::handle key) {
   PyObject* r = PyDict_GetItemWithError(d.ptr(), key.ptr());
   if (r == nullptr && PyErr_Occurred()) throw py::error_already_set();
   return r;
+}
+
+// The object a weak reference (or None) points to, borrowed; nullptr once it is gone.
+PyObject* seen(const py::object& ref) {
+  if (ref.is_none()) return nullptr;
+#if PY_VERSION_HEX >= 0x030D0000
+  PyObject* o = nullptr;
+  if (PyWeakref_GetRef(ref.ptr(), &o) < 0) throw py::error_already_set();
+  Py_XDECREF(o);  // only compared by address while the caller holds the candidate
+  return o;
+#else
+  PyObject* o = PyWeakref_GET_OBJECT(ref.ptr());
+  return o == Py_None ? nullptr : o;
+#endif
 }
 
 template <class Rule> void run_typed(const StepArgs& a, py::handle h) {
@@ -100,7 +164,7 @@ void run_rule(Rule rule, const StepArgs& a, py::handle h) {
 
 StepTable::StepTable(Rule rule, py::object hyper, py::list params, py::dict state, bool has_step, bool has_mu)
     : rule_(rule), hyper_(std::move(hyper)), params_(std::move(params)), state_(std::move(state)),
-      step_key_(py::str("step")), mu_key_(py::str("mu_product")), has_step_(has_step), has_mu_(has_mu) {
+      step_key_(interned("step")), mu_key_(interned("mu_product")), has_step_(has_step), has_mu_(has_mu) {
   for (int64_t i = 0; i < static_cast<int64_t>(py::len(params_)); ++i) without_grad_.push_back(i);
 }
 
@@ -136,7 +200,7 @@ void StepTable::add_member(int64_t index, int bucket, std::vector<std::string> k
   PyObject* sd = item(state_, m.param);
   if (sd == nullptr) throw py::value_error("the parameter has no state entry");
   m.state_dict = py::reinterpret_borrow<py::object>(sd);
-  for (const auto& k : keys) m.keys.push_back(py::str(k));
+  for (const auto& k : keys) m.keys.push_back(interned(k));
   for (auto h : holders) m.holders.push_back(py::reinterpret_borrow<py::object>(h));
   for (auto l : locals) {
     m.ptrs.push_back(data_ptr(l));
@@ -150,6 +214,7 @@ void StepTable::add_member(int64_t index, int bucket, std::vector<std::string> k
   // states' (Python side): later gradients must have exactly these strides.
   if (!is_contiguous(grad)) m.grad_strides = py::reinterpret_steal<py::object>(call0(api().stride, grad.ptr()));
   m.locals[1] = py::none();  // holding a gradient would keep its memory alive (see check_grad)
+  remember_grad(m, grad);
   m.step = step;
   m.mu = mu;
   m.numel = numel;
@@ -216,6 +281,16 @@ bool StepTable::check_grad(const Member& m, py::handle g) const {
   return same == 1;
 }
 
+void StepTable::remember_grad(Member& m, py::handle g) {
+  PyObject* ref = PyWeakref_NewRef(g.ptr(), nullptr);
+  if (ref == nullptr) {
+    PyErr_Clear();  // not weakly referenceable: checked in full every step
+    m.grad_seen = py::none();
+  } else {
+    m.grad_seen = py::reinterpret_steal<py::object>(ref);
+  }
+}
+
 bool StepTable::refresh_member(Member& m) {
   StepArgs& a = buckets_[m.bucket].args;
   const int64_t n = a.count;
@@ -224,11 +299,17 @@ bool StepTable::refresh_member(Member& m) {
   if (m.dtensor && attr(m.param, api().local).ptr() != m.param_local.ptr()) return false;
   if (data_ptr(m.param_local) != a.ptrs[m.slot]) return false;
   // the gradient: a new tensor each step after zero_grad(set_to_none=True)
-  py::object g = attr(m.param, api().grad);
+  py::object g = grad_of(m.param);
   if (g.is_none()) return false;
   if (m.dtensor) g = attr(g, api().local);
-  if (!check_grad(m, g)) return false;
-  a.ptrs[n + m.slot] = data_ptr(g);
+  const uintptr_t grad_ptr = data_ptr(g);
+  // The gradient checked last step, unmoved, is held to the standard of the param and the
+  // state tensors: its address. A new gradient tensor gets the full check.
+  if (!(seen(m.grad_seen) == g.ptr() && grad_ptr == a.ptrs[n + m.slot])) {
+    if (!check_grad(m, g)) return false;
+    remember_grad(m, g);
+  }
+  a.ptrs[n + m.slot] = grad_ptr;
   // the optimizer state: the same entries as at build, at the same addresses (the mapping
   // param -> state dict is versioned in Python: optim/_state.py)
   for (size_t k = 0; k < m.keys.size(); ++k) {
@@ -246,7 +327,7 @@ bool StepTable::refresh() {
   try {
     if (static_cast<size_t>(PyList_GET_SIZE(params_.ptr())) != members_.size() + without_grad_.size()) return false;
     for (int64_t i : without_grad_)
-      if (!attr(PyList_GET_ITEM(params_.ptr(), i), api().grad).is_none()) return false;
+      if (!grad_of(PyList_GET_ITEM(params_.ptr(), i)).is_none()) return false;
     for (Member& m : members_)
       if (!refresh_member(m)) return false;
     return true;

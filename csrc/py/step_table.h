@@ -8,8 +8,9 @@
 // Python side: optim/_state.py). Anything that differs from the build (a new
 // gradient layout, p.data replaced, state swapped or reloaded, a gradient appearing or
 // vanishing) makes it return false without writing anything; Python then validates and
-// rebuilds. New gradient tensors of the same layout (zero_grad(set_to_none=True)) are
-// the common case and cost one check each.
+// rebuilds. New gradient tensors of the same layout (zero_grad(set_to_none=True)) cost a
+// dtype/shape/device/layout check each; the gradient checked last step (held weakly), at
+// the same address, costs only that address, as params and state entries do.
 #pragma once
 #include <pybind11/pybind11.h>
 
@@ -67,6 +68,9 @@ class StepTable {
     std::vector<int64_t> nbytes;
     pybind11::object grad_dtype, grad_shape;  // what the gradient was at build
     pybind11::object grad_strides = pybind11::none();  // None: contiguous
+    // A weak reference to the gradient last checked (None: none yet, or not weakly
+    // referenceable): the same tensor at the same address is not checked again.
+    pybind11::object grad_seen = pybind11::none();
     int64_t numel;  // kernel elements (real view for complex)
     bool dtensor;
   };
@@ -78,6 +82,7 @@ class StepTable {
 
   bool refresh_member(Member& m);
   bool check_grad(const Member& m, pybind11::handle g) const;
+  static void remember_grad(Member& m, pybind11::handle g);
   void lay_out();
   static void place(Bucket& bk, int64_t slot, int k, uintptr_t ptr, int64_t nbytes);
 
