@@ -355,6 +355,12 @@ void StepTable::launch(int bucket, double lr, uintptr_t lr_ptr, bool capturable,
   std::fill(a.first.begin(), a.first.end(), 0);
 }
 
+void StepTable::launch_cpu(double lr, int num_threads) {
+  for (const Bucket& b : buckets_)
+    if (b.args.device >= 0) throw py::value_error("launch_cpu: a bucket is on a CUDA device");
+  for (int b = 0; b < buckets(); ++b) launch(b, lr, 0, false, 0, 0, 0, num_threads, 0);
+}
+
 void StepTable::append_grads(NormArgs& out) {
   if (!laid_out_) lay_out();
   for (const Member& m : members_) {
@@ -396,6 +402,7 @@ void bind_step_table(py::module_& m) {
       .def("launch", &StepTable::launch, py::arg("bucket"), py::arg("lr"), py::arg("lr_ptr"), py::arg("capturable"),
            py::arg("grad_scale"), py::arg("found_inf"), py::arg("clip_coef"), py::arg("num_threads"),
            py::arg("stream"))
+      .def("launch_cpu", &StepTable::launch_cpu, py::arg("lr"), py::arg("num_threads"))
       .def_property_readonly("buckets", &StepTable::buckets)
       .def("bucket_device", &StepTable::bucket_device, py::arg("bucket"))
       .def_property_readonly("has_first", &StepTable::has_first);

@@ -51,6 +51,9 @@ class StepTable {
   // launch (the caller skips launches whose found_inf it knows to be set).
   void launch(int bucket, double lr, uintptr_t lr_ptr, bool capturable, uintptr_t grad_scale, uintptr_t found_inf,
               uintptr_t clip_coef, int num_threads, uintptr_t stream);
+  // Every bucket's kernel with lr as the only scalar: the common eager step when every
+  // bucket is on the CPU (no streams, no device scalars); raises for a CUDA bucket.
+  void launch_cpu(double lr, int num_threads);
   // The current gradients as a norm call's tensor list (CPU or one device; see tensor_norms).
   void append_grads(NormArgs& a);
   int buckets() const { return static_cast<int>(buckets_.size()); }

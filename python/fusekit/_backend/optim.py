@@ -103,6 +103,7 @@ class StepTable:
             self.params.append(p)
         self.devices = [torch.device("cpu") if d < 0 else torch.device("cuda", d)
                         for d in (self.table.bucket_device(b) for b in range(self.table.buckets))]
+        self.cpu = all(d.type == "cpu" for d in self.devices)
         # the gradients' promoted dtype: their dtypes cannot change without a rebuild
         self.real = real_dtype(functools.reduce(torch.promote_types, (p.grad.dtype for p in self.params)))
 
@@ -111,7 +112,9 @@ class StepTable:
         kernel where they live on its device; lr too for capturable CUDA steps)."""
         threads = torch.get_num_threads()
         if grad_scale is None and found_inf is None and clip_coef is None and not capturable:
-            for b, device in enumerate(self.devices):  # no device scalars to stage: lr only
+            if self.cpu:  # no device scalars to stage, no streams: lr only
+                return self.table.launch_cpu(float(lr), threads)
+            for b, device in enumerate(self.devices):
                 self.table.launch(b, float(lr), 0, False, 0, 0, 0, threads, current_stream(device))
             return
         for b, device in enumerate(self.devices):

@@ -214,21 +214,22 @@ class FusedOptimizer(Optimizer):
         so a raising step writes nothing."""
         plans, stale = [], []
         for gi, group in enumerate(self.param_groups):
-            C.check_lr(group["lr"], f" of param group {gi}")  # lr is not part of a plan: checked each step
+            C.check_lr(group["lr"], gi)  # lr is not part of a plan: checked each step
             plan = self._fk_plans.get(gi)
             if plan is None or not plan.current(group):
                 stale.append(gi)
                 plan = None
             plans.append(plan)
-        checked = {gi: self._check_group(gi, self.param_groups[gi]) for gi in stale}
+        checked = {gi: self._check_group(gi, self.param_groups[gi]) for gi in stale} if stale else {}
         return plans, stale, checked
 
     def _build_stale(self, plans, stale, checked) -> list[GroupPlan]:
+        if not stale:  # current plans all have a table, so parameters
+            return plans
         for gi in stale:
             plans[gi] = self._fk_plans[gi] = self._build_plan(gi, self.param_groups[gi], checked[gi])
-        if stale:  # the builds may have added state entries (each param is in one group only)
-            for p in plans:
-                p.state_version = self.state.version
+        for p in plans:  # the builds may have added state entries (each param is in one group only)
+            p.state_version = self.state.version
         return [p for p in plans if p.params]
 
     def _check_group(self, gi: int, group: dict) -> list:

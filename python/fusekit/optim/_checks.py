@@ -47,9 +47,13 @@ def _on_cuda(value) -> bool:
     return isinstance(value, torch.Tensor) and value.is_cuda
 
 
-def check_lr(lr, where: str = "") -> None:
-    if type(lr) is float and 0.0 <= lr < math.inf:  # the common case, checked every step
+def check_lr(lr, where: str | int = "") -> None:
+    """where: the text after the name in messages, or a param group's index (formatted only
+    when the check fails: the common case is checked every step)."""
+    if type(lr) is float and 0.0 <= lr < math.inf:
         return
+    if isinstance(where, int):
+        where = f" of param group {where}"
     v = number(lr, "lr", where)
     if not _on_cuda(lr) and not 0.0 <= v < math.inf:
         raise ValueError(f"Invalid learning rate{where}: {lr} (must be finite and >= 0)")

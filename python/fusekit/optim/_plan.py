@@ -3,6 +3,7 @@ StepTable (the hot path), or the general path over lists of tensors (strided ten
 from __future__ import annotations
 
 import functools
+import operator
 
 import torch
 
@@ -16,13 +17,15 @@ class Options:
     compared each step at C speed: the same keys, each value the same object or equal."""
 
     def __init__(self, group: dict) -> None:
-        self.keys = tuple(k for k in group if k not in ("params", "lr"))
-        self.values = tuple(group[k] for k in self.keys)
+        keys = tuple(k for k in group if k not in ("params", "lr"))
+        # itemgetter returns a tuple for two keys or more (and the value itself for one)
+        self.get = operator.itemgetter(*keys) if len(keys) > 1 else (lambda g: tuple(g[k] for k in keys))
+        self.values = self.get(group)
         self.size = len(group)
 
     def same(self, group: dict) -> bool:
         try:
-            return len(group) == self.size and tuple(map(group.__getitem__, self.keys)) == self.values
+            return len(group) == self.size and self.get(group) == self.values
         except (KeyError, RuntimeError):  # a key removed; a tensor option replaced by a longer one
             return False
 
