@@ -13,16 +13,23 @@ namespace py = pybind11;
 namespace fusekit::bind {
 namespace {
 
-// torch.Tensor methods and attribute names, resolved once; methods are called through
-// their descriptors (vectorcall), which skips the bound-method object of t.data_ptr().
+// A TensorBase attribute with its getset descriptor: read through the C getter when that
+// descriptor is what the attribute resolves to on the object's type (a subclass may
+// override it), else through the generic protocol.
+struct Attr {
+  PyObject* name = nullptr;
+  PyObject* descr = nullptr;  // nullptr: not a getset descriptor, always generic
+  getter get = nullptr;
+  void* closure = nullptr;
+};
+
+// torch.Tensor methods and attributes, resolved once; methods are called through their
+// descriptors (vectorcall), which skips the bound-method object of t.data_ptr().
 struct TensorApi {
-  PyObject *data_ptr, *is_contiguous, *numel, *get_device, *stride, *nbytes;
-  PyObject *grad, *local, *dtype, *shape, *is_cuda;
+  PyObject *data_ptr, *is_contiguous, *numel, *get_device, *stride, *nbytes, *local;
+  Attr grad, dtype, shape, is_cuda;
   PyTypeObject* base;        // torch._C.TensorBase
   PyCFunction data_ptr_fn;   // TensorBase.data_ptr's C function (METH_NOARGS), or nullptr
-  PyObject* grad_descr;      // TensorBase.grad's getset descriptor
-  getter grad_get;           // its C getter
-  void* grad_closure;
 };
 
 const TensorApi& api() {
@@ -30,29 +37,54 @@ const TensorApi& api() {
     py::module_ torch = py::module_::import("torch");
     py::object base = torch.attr("_C").attr("TensorBase");
     auto keep = [](py::object o) { return o.release().ptr(); };  // immortal for the process
-    TensorApi t{keep(base.attr("data_ptr")),  keep(base.attr("is_contiguous")), keep(base.attr("numel")),
-                keep(base.attr("get_device")), keep(base.attr("stride")),  keep(py::str("nbytes")),
-                keep(py::str("grad")),          keep(py::str("_local_tensor")), keep(py::str("dtype")),
-                keep(py::str("shape")),         keep(py::str("is_cuda")),  nullptr, nullptr, nullptr, nullptr, nullptr};
+    TensorApi t{};
+    t.data_ptr = keep(base.attr("data_ptr"));
+    t.is_contiguous = keep(base.attr("is_contiguous"));
+    t.numel = keep(base.attr("numel"));
+    t.get_device = keep(base.attr("get_device"));
+    t.stride = keep(base.attr("stride"));
+    t.nbytes = keep(py::str("nbytes"));
+    t.local = keep(py::str("_local_tensor"));
     t.base = reinterpret_cast<PyTypeObject*>(keep(base));
-    // The hot path calls these C functions directly: the generic call and attribute
+    // The hot path calls torch's C functions directly: the generic call and attribute
     // protocols around them cost about as much as torch's own work for a data_ptr() or a
-    // .grad (each is used only where the descriptor is what the attribute resolves to).
+    // .grad.
     if (Py_IS_TYPE(t.data_ptr, &PyMethodDescr_Type)) {
       PyMethodDef* def = reinterpret_cast<PyMethodDescrObject*>(t.data_ptr)->d_method;
       if ((def->ml_flags & (METH_VARARGS | METH_KEYWORDS | METH_NOARGS | METH_O | METH_FASTCALL)) == METH_NOARGS)
         t.data_ptr_fn = def->ml_meth;
     }
-    PyObject* g = _PyType_Lookup(t.base, t.grad);
-    if (g != nullptr && Py_IS_TYPE(g, &PyGetSetDescr_Type)) {
-      t.grad_descr = g;
-      Py_INCREF(g);
-      t.grad_get = reinterpret_cast<PyGetSetDescrObject*>(g)->d_getset->get;
-      t.grad_closure = reinterpret_cast<PyGetSetDescrObject*>(g)->d_getset->closure;
-    }
+    auto resolve = [&](const char* name) {
+      Attr at;
+      at.name = keep(py::str(name));
+      PyObject* d = _PyType_Lookup(t.base, at.name);
+      if (d != nullptr && Py_IS_TYPE(d, &PyGetSetDescr_Type)) {
+        Py_INCREF(d);
+        at.descr = d;
+        at.get = reinterpret_cast<PyGetSetDescrObject*>(d)->d_getset->get;
+        at.closure = reinterpret_cast<PyGetSetDescrObject*>(d)->d_getset->closure;
+      }
+      return at;
+    };
+    t.grad = resolve("grad");
+    t.dtype = resolve("dtype");
+    t.shape = resolve("shape");
+    t.is_cuda = resolve("is_cuda");
     return t;
   }();
   return a;
+}
+
+// o.<at>, a new reference, or throws.
+py::object get(py::handle o, const Attr& at) {
+  PyObject* r;
+  if (at.get != nullptr && _PyType_Lookup(Py_TYPE(o.ptr()), at.name) == at.descr &&
+      PyObject_TypeCheck(o.ptr(), api().base))  // the check the descriptor protocol makes
+    r = at.get(o.ptr(), at.closure);
+  else
+    r = PyObject_GetAttr(o.ptr(), at.name);
+  if (r == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
 }
 
 PyObject* call0(PyObject* method, PyObject* self) {
@@ -93,18 +125,6 @@ uintptr_t data_ptr(py::handle t) {
   Py_DECREF(r);
   if (v == nullptr && PyErr_Occurred()) throw py::error_already_set();
   return reinterpret_cast<uintptr_t>(v);
-}
-
-// t.grad, through TensorBase's getter when that is what the attribute resolves to.
-py::object grad_of(py::handle t) {
-  const TensorApi& a = api();
-  PyObject* r;
-  if (a.grad_get != nullptr && _PyType_Lookup(Py_TYPE(t.ptr()), a.grad) == a.grad_descr)
-    r = a.grad_get(t.ptr(), a.grad_closure);
-  else
-    r = PyObject_GetAttr(t.ptr(), a.grad);
-  if (r == nullptr) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(r);
 }
 
 bool is_contiguous(py::handle t) {
@@ -208,8 +228,8 @@ void StepTable::add_member(int64_t index, int bucket, std::vector<std::string> k
     m.locals.push_back(py::reinterpret_borrow<py::object>(l));
   }
   py::handle grad = locals[1];
-  m.grad_dtype = attr(grad, api().dtype);
-  m.grad_shape = attr(grad, api().shape);
+  m.grad_dtype = get(grad, api().dtype);
+  m.grad_shape = get(grad, api().shape);
   // A dense non-contiguous layout (channels_last) was checked to be the param's and its
   // states' (Python side): later gradients must have exactly these strides.
   if (!is_contiguous(grad)) m.grad_strides = py::reinterpret_steal<py::object>(call0(api().stride, grad.ptr()));
@@ -267,12 +287,12 @@ bool StepTable::check_grad(const Member& m, py::handle g) const {
   // checked against what the table was built with: dtype, size, device (the kernel's
   // reads depend on them) and the strided layout of the build. No reference to it is kept: holding
   // last step's gradients would keep their memory alive through the next backward.
-  if (attr(g, api().dtype).ptr() != m.grad_dtype.ptr()) return false;
-  const int same_shape = PyObject_RichCompareBool(attr(g, api().shape).ptr(), m.grad_shape.ptr(), Py_EQ);
+  if (get(g, api().dtype).ptr() != m.grad_dtype.ptr()) return false;
+  const int same_shape = PyObject_RichCompareBool(get(g, api().shape).ptr(), m.grad_shape.ptr(), Py_EQ);
   if (same_shape < 0) throw py::error_already_set();
   if (!same_shape) return false;
   const int device = buckets_[m.bucket].args.device;
-  if ((attr(g, api().is_cuda).ptr() == Py_True) != (device >= 0)) return false;
+  if ((get(g, api().is_cuda).ptr() == Py_True) != (device >= 0)) return false;
   if (device >= 0 && call_int(api().get_device, g.ptr()) != device) return false;
   if (m.grad_strides.is_none()) return is_contiguous(g);  // False for sparse layouts too
   py::object strides = py::reinterpret_steal<py::object>(call0(api().stride, g.ptr()));
@@ -299,7 +319,7 @@ bool StepTable::refresh_member(Member& m) {
   if (m.dtensor && attr(m.param, api().local).ptr() != m.param_local.ptr()) return false;
   if (data_ptr(m.param_local) != a.ptrs[m.slot]) return false;
   // the gradient: a new tensor each step after zero_grad(set_to_none=True)
-  py::object g = grad_of(m.param);
+  py::object g = get(m.param, api().grad);
   if (g.is_none()) return false;
   if (m.dtensor) g = attr(g, api().local);
   const uintptr_t grad_ptr = data_ptr(g);
@@ -327,7 +347,7 @@ bool StepTable::refresh() {
   try {
     if (static_cast<size_t>(PyList_GET_SIZE(params_.ptr())) != members_.size() + without_grad_.size()) return false;
     for (int64_t i : without_grad_)
-      if (!grad_of(PyList_GET_ITEM(params_.ptr(), i)).is_none()) return false;
+      if (!get(PyList_GET_ITEM(params_.ptr(), i), api().grad).is_none()) return false;
     for (Member& m : members_)
       if (!refresh_member(m)) return false;
     return true;
