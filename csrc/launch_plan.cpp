@@ -13,6 +13,7 @@ namespace fusekit {
 std::vector<Chunk> build_chunks(const int64_t* numels, int64_t count, int64_t chunk_elems) {
   if (chunk_elems <= 0) throw std::invalid_argument("chunk_elems must be positive");
   std::vector<Chunk> out;
+  out.reserve(static_cast<size_t>(count));  // one chunk per tensor is the common case: one allocation
   for (int64_t t = 0; t < count; ++t) {
     for (int64_t s = 0; s < numels[t]; s += chunk_elems) {
       const int64_t rest = numels[t] - s;
