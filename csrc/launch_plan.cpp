@@ -23,6 +23,16 @@ std::vector<Chunk> build_chunks(const int64_t* numels, int64_t count, int64_t ch
   return out;
 }
 
+const std::vector<Chunk>& ChunkPlan::get(const int64_t* numels, int64_t count, int64_t chunk_elems) {
+  if (chunk_elems != chunk_elems_ || count != static_cast<int64_t>(numels_.size()) ||
+      !std::equal(numels_.begin(), numels_.end(), numels)) {
+    chunks_ = build_chunks(numels, count, chunk_elems);
+    numels_.assign(numels, numels + count);
+    chunk_elems_ = chunk_elems;
+  }
+  return chunks_;
+}
+
 std::vector<LaunchBatch> plan_launches(const int64_t* numels, int64_t count, int64_t chunk_elems, int max_entries,
                                        int64_t max_chunks) {
   if (chunk_elems <= 0) throw std::invalid_argument("chunk_elems must be positive");

@@ -42,6 +42,14 @@ def test_chunks_cover_every_element_once(numels, chunk):
     covered(numels, _C.build_chunks(numels, chunk), chunk)
 
 
+def test_chunk_plan_is_recut_when_sizes_or_chunk_change():
+    plan = _C.ChunkPlan()
+    # each call (same list, new numels, new chunk length, fewer tensors) gets build_chunks' cut
+    for numels, chunk in [([5, 9, 0], 4), ([5, 9, 0], 4), ([5, 10, 0], 4), ([5, 10, 0], 3), ([5, 10], 3),
+                          ([5, 10, 0, 2], 3), ([], 3), ([7], 16384)]:
+        assert plan.get(numels, chunk) == _C.build_chunks(numels, chunk), (numels, chunk)
+
+
 def chunk_for(numels):
     return 16384 if sum(numels) < 10**7 else 2**22
 

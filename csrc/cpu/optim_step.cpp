@@ -87,7 +87,7 @@ template <class Rule> void run_isa(const cpu::CpuJob& job) {
 }
 
 template <class Rule>
-void cpu_step(const StepArgs& a, const typename Rule::Hyper& h) {
+void cpu_step(const StepArgs& a, const typename Rule::Hyper& h, ChunkPlan* plan) {
   if (a.found_inf && *reinterpret_cast<const float*>(a.found_inf) != 0.f) return;
   dispatch_dtype(a.dtype, [&](auto s) {
     using T = compute_t<decltype(s)>;
@@ -95,7 +95,10 @@ void cpu_step(const StepArgs& a, const typename Rule::Hyper& h) {
     int64_t total = 0;
     for (int64_t n : a.numels) total += n;
     const int threads = total < kSerialElems ? 1 : a.num_threads;
-    const std::vector<Chunk> chunks = build_chunks(a.numels.data(), a.count, cpu_chunk_elems(a.dtype, total, threads));
+    const int64_t ce = cpu_chunk_elems(a.dtype, total, threads);
+    std::vector<Chunk> cut;
+    const std::vector<Chunk>& chunks =
+        plan != nullptr ? plan->get(a.numels.data(), a.count, ce) : (cut = build_chunks(a.numels.data(), a.count, ce));
     const cpu::CpuJob job{a.dtype, Rule::variant(h), a.nslots, a.count, a.ptrs.data(), coeffs.data(),
                           reinterpret_cast<const float*>(a.grad_scale),
                           reinterpret_cast<const double*>(a.clip_coef), chunks.data(),
@@ -110,7 +113,7 @@ void cpu_step(const StepArgs& a, const typename Rule::Hyper& h) {
 
 int64_t chunk_elems(DType dtype) { return kChunkBytes / dtype_size(dtype); }
 
-template <class Rule> void optimizer_step(const StepArgs& a, const typename Rule::Hyper& h) {
+template <class Rule> void optimizer_step(const StepArgs& a, const typename Rule::Hyper& h, ChunkPlan* plan) {
   check_args(a, Rule::slots(Rule::variant(h)));
   if (a.nslots != Rule::slots(Rule::variant(h)))
     throw std::invalid_argument("slot count does not match the optimizer's options");
@@ -124,10 +127,10 @@ template <class Rule> void optimizer_step(const StepArgs& a, const typename Rule
 #endif
   }
   if (a.capturable && a.lr_ptr) throw std::invalid_argument("lr_ptr is only used on CUDA");
-  cpu_step<Rule>(a, h);
+  cpu_step<Rule>(a, h, plan);
 }
 
-#define FK_INSTANTIATE(Rule) template void optimizer_step<Rule>(const StepArgs&, const Rule::Hyper&);
+#define FK_INSTANTIATE(Rule) template void optimizer_step<Rule>(const StepArgs&, const Rule::Hyper&, ChunkPlan*);
 FK_FOR_EACH_RULE(FK_INSTANTIATE)
 #undef FK_INSTANTIATE
 

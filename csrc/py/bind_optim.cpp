@@ -150,12 +150,19 @@ void bind_optim(py::module_& m) {
   }, py::arg("dtype"), py::arg("total"), py::arg("max_norm"));
 
   m.def("chunk_elems", [](int d) { return chunk_elems(static_cast<DType>(d)); });
-  m.def("build_chunks", [](const std::vector<int64_t>& numels, int64_t chunk) {
+  auto as_tuples = [](const std::vector<Chunk>& chunks) {
     std::vector<std::tuple<int64_t, int64_t, int64_t>> out;
-    for (const Chunk& c : build_chunks(numels.data(), static_cast<int64_t>(numels.size()), chunk))
-      out.emplace_back(c.tensor, c.start, c.len);
+    for (const Chunk& c : chunks) out.emplace_back(c.tensor, c.start, c.len);
     return out;
+  };
+  m.def("build_chunks", [as_tuples](const std::vector<int64_t>& numels, int64_t chunk) {
+    return as_tuples(build_chunks(numels.data(), static_cast<int64_t>(numels.size()), chunk));
   });
+  py::class_<ChunkPlan>(m, "ChunkPlan")  // for tests: the cache a StepTable bucket keeps
+      .def(py::init<>())
+      .def("get", [as_tuples](ChunkPlan& p, const std::vector<int64_t>& numels, int64_t chunk) {
+        return as_tuples(p.get(numels.data(), static_cast<int64_t>(numels.size()), chunk));
+      });
   // CUDA launch geometry, walked on the host by the kernels' own index functions (tests).
   m.def("launch_schedule", &launch_schedule, py::arg("numels"), py::arg("chunk_elems"), py::arg("max_entries"),
         py::arg("max_chunks"), py::arg("grid"));

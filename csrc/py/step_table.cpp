@@ -162,22 +162,22 @@ PyObject* seen(const py::object& ref) {
 #endif
 }
 
-template <class Rule> void run_typed(const StepArgs& a, py::handle h) {
+template <class Rule> void run_typed(const StepArgs& a, py::handle h, ChunkPlan* plan) {
   const auto& hyper = h.cast<const typename Rule::Hyper&>();
   py::gil_scoped_release release;
-  optimizer_step<Rule>(a, hyper);
+  optimizer_step<Rule>(a, hyper, plan);
 }
 
 }  // namespace
 
-void run_rule(Rule rule, const StepArgs& a, py::handle h) {
+void run_rule(Rule rule, const StepArgs& a, py::handle h, ChunkPlan* plan) {
   switch (rule) {
-    case Rule::SGD: return run_typed<SGDRule>(a, h);
-    case Rule::Adam: return run_typed<AdamRule>(a, h);
-    case Rule::NAdam: return run_typed<NAdamRule>(a, h);
-    case Rule::RMSprop: return run_typed<RMSpropRule>(a, h);
-    case Rule::Adagrad: return run_typed<AdagradRule>(a, h);
-    case Rule::GradOp: return run_typed<GradOpRule>(a, h);
+    case Rule::SGD: return run_typed<SGDRule>(a, h, plan);
+    case Rule::Adam: return run_typed<AdamRule>(a, h, plan);
+    case Rule::NAdam: return run_typed<NAdamRule>(a, h, plan);
+    case Rule::RMSprop: return run_typed<RMSpropRule>(a, h, plan);
+    case Rule::Adagrad: return run_typed<AdagradRule>(a, h, plan);
+    case Rule::GradOp: return run_typed<GradOpRule>(a, h, plan);
   }
   throw std::invalid_argument("unknown optimizer rule");
 }
@@ -371,7 +371,7 @@ void StepTable::launch(int bucket, double lr, uintptr_t lr_ptr, bool capturable,
   a.clip_coef = clip_coef;
   a.num_threads = num_threads;
   a.stream = stream;
-  run_rule(rule_, a, hyper_);
+  run_rule(rule_, a, hyper_, &buckets_.at(bucket).plan);
   std::fill(a.first.begin(), a.first.end(), 0);
 }
 

@@ -25,8 +25,9 @@ namespace fusekit::bind {
 
 enum class Rule : int { SGD = 0, Adam = 1, NAdam = 2, RMSprop = 3, Adagrad = 4, GradOp = 5 };
 
-// Runs one fused step of `rule` (hyper: the rule's Hyper struct), without the GIL.
-void run_rule(Rule rule, const StepArgs& args, pybind11::handle hyper);
+// Runs one fused step of `rule` (hyper: the rule's Hyper struct), without the GIL; plan: the
+// CPU chunk list of a caller that steps the same tensors again, or nullptr.
+void run_rule(Rule rule, const StepArgs& args, pybind11::handle hyper, ChunkPlan* plan = nullptr);
 
 class StepTable {
  public:
@@ -79,6 +80,7 @@ class StepTable {
   };
   struct Bucket {
     StepArgs args;
+    ChunkPlan plan;  // the CPU chunk list, cut again only when the thread count changes
     int nstates = 0;
     bool master = false;
   };

@@ -18,6 +18,19 @@ struct Chunk {
 // Chunks in tensor order; empty tensors contribute none.
 std::vector<Chunk> build_chunks(const int64_t* numels, int64_t count, int64_t chunk_elems);
 
+// A chunk list kept across calls by a caller that reuses its tensor list (a StepTable
+// bucket): returned as long as the numels and the chunk length are those it was cut for,
+// cut again otherwise.
+class ChunkPlan {
+ public:
+  const std::vector<Chunk>& get(const int64_t* numels, int64_t count, int64_t chunk_elems);
+
+ private:
+  std::vector<int64_t> numels_;
+  int64_t chunk_elems_ = 0;
+  std::vector<Chunk> chunks_;
+};
+
 // A run of consecutive chunks of one tensor inside one launch.
 struct LaunchEntry {
   int64_t tensor;       // index into the call's tensor list

@@ -6,6 +6,7 @@
 #include "fusekit/math/nadam.h"
 #include "fusekit/math/rmsprop.h"
 #include "fusekit/math/sgd.h"
+#include "fusekit/launch_plan.h"
 #include "fusekit/step_args.h"
 
 // Every rule run by the optimizer machinery, for explicit instantiations.
@@ -14,8 +15,10 @@
 namespace fusekit {
 
 // Validates sizes, then applies Rule to every tensor of the list: advances the per-tensor
-// step state, reads grad_scale / found_inf, updates params and state in one pass.
-template <class Rule> void optimizer_step(const StepArgs& args, const typename Rule::Hyper& hyper);
+// step state, reads grad_scale / found_inf, updates params and state in one pass. plan: the
+// CPU's chunk list kept by a caller that steps the same tensor list again (or nullptr).
+template <class Rule>
+void optimizer_step(const StepArgs& args, const typename Rule::Hyper& hyper, ChunkPlan* plan = nullptr);
 
 // Chunk length in elements for a dtype: a fixed byte size, so work is split by bytes.
 int64_t chunk_elems(DType dtype);
