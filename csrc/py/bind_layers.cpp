@@ -12,7 +12,28 @@ namespace fusekit::bind {
 
 void bind_layers(pybind11::module_& m) {
   using pybind11::arg;
+  // The size rules divide by the stride: reachable from Python, so checked here first.
+  const auto check_window = [](int64_t size, int64_t k, int64_t s, int64_t p, int64_t d) {
+    if (size < 0 || k < 1 || s < 1 || p < 0 || d < 1)
+      throw pybind11::value_error("window sizes: size >= 0, kernel, stride and dilation >= 1, padding >= 0");
+  };
+  // Sized constructors take every field in one call (a pybind11 attribute write costs about
+  // as much as a small kernel) and derive the output size by the size rule.
   auto pool = pybind11::class_<Pool2dParams>(m, "Pool2dParams").def(pybind11::init<>());
+  pool.def(pybind11::init([check_window](int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw,
+                                         int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                                         bool ceil_mode) {
+    if (n < 0 || c < 0) throw pybind11::value_error("pool sizes must be non-negative");
+    check_window(h, kh, sh, ph, dh);
+    check_window(w, kw, sw, pw, dw);
+    Pool2dParams q{};
+    q.n = n, q.c = c, q.h = h, q.w = w, q.kh = kh, q.kw = kw, q.sh = sh, q.sw = sw, q.ph = ph, q.pw = pw;
+    q.dh = dh, q.dw = dw;
+    q.oh = pool_out_size(h, kh, sh, ph, dh, ceil_mode);
+    q.ow = pool_out_size(w, kw, sw, pw, dw, ceil_mode);
+    return q;
+  }), arg("n"), arg("c"), arg("h"), arg("w"), arg("kh"), arg("kw"), arg("sh"), arg("sw"), arg("ph"), arg("pw"),
+      arg("dh"), arg("dw"), arg("ceil_mode"));
   pool.def_readwrite("n", &Pool2dParams::n).def_readwrite("c", &Pool2dParams::c)
       .def_readwrite("h", &Pool2dParams::h).def_readwrite("w", &Pool2dParams::w)
       .def_readwrite("oh", &Pool2dParams::oh).def_readwrite("ow", &Pool2dParams::ow)
@@ -39,6 +60,20 @@ void bind_layers(pybind11::module_& m) {
       .def_readwrite("grad_in", &PoolArgs::grad_in).def_readwrite("grad_in_nbytes", &PoolArgs::grad_in_nbytes);
 
   auto conv = pybind11::class_<Conv2dParams>(m, "Conv2dParams").def(pybind11::init<>());
+  conv.def(pybind11::init([check_window](int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, int64_t kh,
+                                         int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                                         int64_t dw, int64_t groups) {
+    if (n < 0 || ci < 0 || co < 0 || groups < 1) throw pybind11::value_error("conv sizes must be non-negative");
+    check_window(h, kh, sh, ph, dh);
+    check_window(w, kw, sw, pw, dw);
+    Conv2dParams q{};
+    q.n = n, q.ci = ci, q.h = h, q.w = w, q.co = co, q.kh = kh, q.kw = kw, q.sh = sh, q.sw = sw, q.ph = ph;
+    q.pw = pw, q.dh = dh, q.dw = dw, q.groups = groups;
+    q.oh = conv_out_size(h, kh, sh, ph, dh);
+    q.ow = conv_out_size(w, kw, sw, pw, dw);
+    return q;
+  }), arg("n"), arg("ci"), arg("h"), arg("w"), arg("co"), arg("kh"), arg("kw"), arg("sh"), arg("sw"), arg("ph"),
+      arg("pw"), arg("dh"), arg("dw"), arg("groups"));
   conv.def_readwrite("n", &Conv2dParams::n).def_readwrite("ci", &Conv2dParams::ci)
       .def_readwrite("h", &Conv2dParams::h).def_readwrite("w", &Conv2dParams::w)
       .def_readwrite("co", &Conv2dParams::co).def_readwrite("oh", &Conv2dParams::oh)
@@ -91,11 +126,6 @@ void bind_layers(pybind11::module_& m) {
       .value("AvgBackward", PoolOp::AvgBackward);
   m.def("pool2d", &pool2d, arg("op"), arg("args"), nogil);
   m.def("pool2d_window_codes", &pool2d_window_codes, arg("q"));
-  // The size rules divide by the stride: reachable from Python, so checked here first.
-  const auto check_window = [](int64_t size, int64_t k, int64_t s, int64_t p, int64_t d) {
-    if (size < 0 || k < 1 || s < 1 || p < 0 || d < 1)
-      throw pybind11::value_error("window sizes: size >= 0, kernel, stride and dilation >= 1, padding >= 0");
-  };
   m.def("conv_out_size", [check_window](int64_t n, int64_t k, int64_t s, int64_t p, int64_t d) {
     check_window(n, k, s, p, d);
     return conv_out_size(n, k, s, p, d);

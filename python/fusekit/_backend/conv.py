@@ -64,12 +64,10 @@ def out_hw(in_hw, kernel_hw, stride, padding, dilation) -> tuple[int, int]:
 
 
 def params(xshape, wshape, stride, padding, dilation, groups) -> "_C.Conv2dParams":
-    q = _C.Conv2dParams()
-    q.n, q.ci, q.h, q.w = xshape
-    q.co, _, q.kh, q.kw = wshape
-    (q.sh, q.sw), (q.ph, q.pw), (q.dh, q.dw), q.groups = stride, padding, dilation, groups
-    q.oh, q.ow = out_hw(xshape[2:], wshape[2:], stride, padding, dilation)
-    return q
+    """The kernel's parameters, output size by the C++ rule."""
+    n, ci, h, w = map(int, xshape)  # int(): symbolic sizes specialise here
+    co, _, kh, kw = map(int, wshape)
+    return _C.Conv2dParams(n, ci, h, w, co, kh, kw, *stride, *padding, *dilation, groups)
 
 
 def out_shape(x, w, stride, padding, dilation) -> tuple:

@@ -37,17 +37,21 @@ def out_hw(in_hw, kernel, stride, padding, dilation, ceil_mode, fn: str) -> tupl
     """Output height and width by the C++ rule; raises when a side is empty."""
     oh, ow = (_C.pool_out_size(int(in_hw[i]), kernel[i], stride[i], padding[i], dilation[i], bool(ceil_mode))
               for i in range(2))
-    if oh < 1 or ow < 1:
-        raise RuntimeError(f"{fn}: output size ({oh}, {ow}) is too small for input {tuple(int(s) for s in in_hw)} "
-                           f"with kernel_size {tuple(kernel)}, padding {tuple(padding)}, dilation {tuple(dilation)}")
+    _check_out(oh, ow, in_hw, kernel, padding, dilation, fn)
     return oh, ow
 
 
+def _check_out(oh, ow, in_hw, kernel, padding, dilation, fn: str) -> None:
+    if oh < 1 or ow < 1:
+        raise RuntimeError(f"{fn}: output size ({oh}, {ow}) is too small for input {tuple(int(s) for s in in_hw)} "
+                           f"with kernel_size {tuple(kernel)}, padding {tuple(padding)}, dilation {tuple(dilation)}")
+
+
 def params(xshape, kernel, stride, padding, dilation, ceil_mode, fn: str) -> "_C.Pool2dParams":
-    q = _C.Pool2dParams()
-    q.n, q.c, q.h, q.w = (int(s) for s in xshape)
-    q.oh, q.ow = out_hw(xshape[2:], kernel, stride, padding, dilation, ceil_mode, fn)
-    (q.kh, q.kw), (q.sh, q.sw), (q.ph, q.pw), (q.dh, q.dw) = kernel, stride, padding, dilation
+    """The kernel's parameters, output size by the C++ rule (raises when a side is empty)."""
+    n, c, h, w = map(int, xshape)  # int(): symbolic sizes specialise here
+    q = _C.Pool2dParams(n, c, h, w, *kernel, *stride, *padding, *dilation, bool(ceil_mode))
+    _check_out(q.oh, q.ow, (h, w), kernel, padding, dilation, fn)
     return q
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch._functorch.utils import unwrap_dead_wrappers
 
-ops = torch.ops.fusekit
+from .._ops.library import call
+
 
 # Dynamo cannot trace an autograd.Function that defines jvp, so each Function below has a
 # twin without it (made at the end of this module), which fn() returns while torch.compile
@@ -54,7 +55,7 @@ class Conv2d(_Function):
 
     @staticmethod
     def forward(x, w, bias, stride, padding, dilation, groups, channels_last):
-        return ops.conv2d(x, w, bias, stride, padding, dilation, groups)
+        return call("conv2d", x, w, bias, stride, padding, dilation, groups)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -110,7 +111,7 @@ class Conv2dInputGrad(_Function):
 
     @staticmethod
     def forward(go, w, x_shape, stride, padding, dilation, groups, channels_last):
-        return ops.conv2d_input_grad(go, w, list(x_shape), stride, padding, dilation, groups, channels_last)
+        return call("conv2d_input_grad", go, w, list(x_shape), stride, padding, dilation, groups, channels_last)
 
     @staticmethod
     def backward(ctx, ggi):
@@ -132,7 +133,7 @@ class Conv2dWeightGrad(_Function):
 
     @staticmethod
     def forward(go, x, w_shape, stride, padding, dilation, groups, channels_last):
-        return ops.conv2d_weight_grad(go, x, list(w_shape), stride, padding, dilation, groups, channels_last)
+        return call("conv2d_weight_grad", go, x, list(w_shape), stride, padding, dilation, groups, channels_last)
 
     @staticmethod
     def backward(ctx, ggw):
@@ -174,7 +175,7 @@ class MaxPool2d(_Function):
 
     @staticmethod
     def forward(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
-        return ops.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+        return call("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -203,7 +204,7 @@ class MaxPool2dBackward(_Function):
 
     @staticmethod
     def forward(go, arg, x_shape, kernel_size, stride, padding, dilation, ceil_mode, channels_last):
-        return ops.max_pool2d_backward(go, arg, list(x_shape), kernel_size, stride, padding, dilation, ceil_mode,
+        return call("max_pool2d_backward", go, arg, list(x_shape), kernel_size, stride, padding, dilation, ceil_mode,
                                        channels_last)
 
     @staticmethod
@@ -229,7 +230,7 @@ class AvgPool2d(_Function):
 
     @staticmethod
     def forward(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
-        return ops.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+        return call("avg_pool2d", x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -254,7 +255,7 @@ class AvgPool2dBackward(_Function):
     @staticmethod
     def forward(go, x_shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
                 channels_last):
-        return ops.avg_pool2d_backward(go, list(x_shape), kernel_size, stride, padding, ceil_mode, count_include_pad,
+        return call("avg_pool2d_backward", go, list(x_shape), kernel_size, stride, padding, ceil_mode, count_include_pad,
                                        divisor_override, channels_last)
 
     @staticmethod
@@ -287,7 +288,7 @@ class ConvReLUMaxPool2d(_Function):
 
     @staticmethod
     def forward(x, w, bias, stride, padding, dilation, groups, pool_size, pool_stride):
-        return ops.conv_relu_max_pool2d(x, w, bias, stride, padding, dilation, groups, pool_size, pool_stride)
+        return call("conv_relu_max_pool2d", x, w, bias, stride, padding, dilation, groups, pool_size, pool_stride)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -305,7 +306,7 @@ class ConvReLUMaxPool2d(_Function):
         x, w, out, arg = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
         if not torch.is_grad_enabled():
-            gx, gw, gb = ops.conv_relu_max_pool2d_backward(go, x, w, out, arg, ctx.has_bias, *ctx.conv, *ctx.pool,
+            gx, gw, gb = call("conv_relu_max_pool2d_backward", go, x, w, out, arg, ctx.has_bias, *ctx.conv, *ctx.pool,
                                                            [nx, nw, nb])
             return (gx if nx else None, gw if nw else None, gb if nb and ctx.has_bias else None) + (None,) * 6
         geom = (*ctx.conv, False)
