@@ -1,9 +1,11 @@
 """conv2d against torch.nn.functional.conv2d: values and all three gradients."""
 import pytest
 import torch
+from torch.nn.modules.utils import _pair
 
 import fusekit.nn as fnn
 import fusekit.nn.functional as F
+from fusekit import _C
 from fusekit._backend import conv as _conv
 from test_pool import close_or_better
 
@@ -34,6 +36,18 @@ CASES = [
     ((2, 5, 11, 13), (6, 5, 1, 1), dict(stride=2)),
     ((2, 3, 13, 17), (4, 3, 4, 3), dict(stride=(3, 2), padding=(2, 1), dilation=(1, 2))),
 ]
+# Maps of a few pixels, where the CPU's GEMM takes its channel-tiled path (forward, and for
+# some the input gradient too): (case, forward tiled, input gradient tiled)
+CHANNEL_TILED = [
+    (((32, 20, 4, 4), (40, 20, 5, 5), dict(padding=2)), True, True),          # the digits convnet's conv2
+    (((2, 8, 3, 3), (100, 8, 3, 3), dict(padding=1)), True, False),           # three channel panels
+    (((3, 16, 2, 3), (50, 8, 3, 3), dict(padding=1, groups=2)), True, False),
+    (((2, 6, 3, 4), (40, 6, 3, 3), dict(padding=2, dilation=2)), True, False),
+    (((4, 8, 7, 7), (24, 8, 3, 3), dict(padding=1, stride=2)), True, False),  # phase-split rows
+    (((2, 40, 4, 4), (40, 20, 3, 3), dict(padding=1, groups=2)), True, True),
+    (((2, 32, 2, 2), (64, 32, 3, 3), dict(padding=1)), True, True),
+]
+CASES += [c for c, _, _ in CHANNEL_TILED]
 
 
 def ids(case):
@@ -79,6 +93,31 @@ def test_direct_cpu_kernels_match_torch(case, dtype, monkeypatch):
     CUDA kernels are checked here on the CPU."""
     monkeypatch.setattr(_conv, "CPU_DIRECT", True)
     run_case(*case, dtype, "cpu")
+
+
+@pytest.mark.parametrize("case,fwd,dx", CHANNEL_TILED, ids=[ids(c) for c, _, _ in CHANNEL_TILED])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_channel_tiled_path(case, fwd, dx, dtype):
+    """The channel-tiled path (small maps) gives the shifted path's bits in the forward (the
+    same FMA chain per output); its input gradient, the row kernel's alternative, matches
+    torch like every other path (run_case on both)."""
+    xshape, wshape, kw = case
+    q = _conv.params(xshape, wshape, _pair(kw.get("stride", 1)), _pair(kw.get("padding", 0)),
+                     _pair(kw.get("dilation", 1)), kw.get("groups", 1))
+    assert _C.conv_channel_tiled(q, False) == fwd and _C.conv_channel_tiled(q, True) == dx
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(xshape, generator=g).to(dtype)
+    w = torch.randn(wshape, generator=g).to(dtype)
+    b = torch.randn(wshape[:1], generator=g).to(dtype)
+    tiled = F.conv2d(x, w, b, **kw)
+    _C.set_conv_channel_tiles(False)
+    try:
+        assert not _C.conv_channel_tiled(q, False)
+        shifted = F.conv2d(x, w, b, **kw)
+        run_case(*case, dtype, "cpu")  # the row kernel's input gradient
+    finally:
+        _C.set_conv_channel_tiles(True)
+    assert torch.equal(tiled, shifted)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

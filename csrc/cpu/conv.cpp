@@ -4,6 +4,7 @@
 // input gradient: over (image, input channel) planes; weight/bias gradients: over output
 // channels, each summed over the batch in order, so every result is independent of the
 // thread count.
+#include <atomic>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -19,6 +20,25 @@
 #include "fusekit/pool_args.h"
 
 namespace fusekit {
+
+namespace {
+std::atomic<bool> g_channel_tiles{true};
+}  // namespace
+
+bool cpu::conv_channel_tiles() { return g_channel_tiles.load(std::memory_order_relaxed); }
+void cpu::set_conv_channel_tiles(bool enabled) { g_channel_tiles.store(enabled, std::memory_order_relaxed); }
+
+bool cpu::conv_channel_tiled(int64_t c, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                             int64_t dh, int64_t dw, bool upsampled, int64_t m) {
+  constexpr int64_t R = 8, NR = 48;
+  if (!conv_channel_tiles() || upsampled || m < 1 || oh < 1 || ow < 1) return false;
+  const int64_t wp = ow + (kw - 1) * dw / sw, rows_b = oh + (kh - 1) * dh / sh;
+  if (c * sh * sw * rows_b * wp > kConvBlockElems) return false;
+  const auto fill = [](int64_t n, int64_t tile) { return double(n) / double((n + tile - 1) / tile * tile); };
+  const double plane = double(oh * ow), cols = double(oh * wp);
+  const double shifted = plane / cols * fill(oh * wp, NR) * fill(m, R), tiled = fill(m, NR) * fill(oh * ow, R);
+  return tiled > 1.25 * shifted;
+}
 
 void* cpu::conv_scratch(int slot, size_t bytes) {
   struct Buf {

@@ -2,6 +2,7 @@
 // pool_out_size: Python derives output shapes through these, never by a formula of its own).
 #include <pybind11/pybind11.h>
 
+#include "cpu/conv_gemm.h"
 #include "cpu/memory.h"
 #include "fusekit/conv_args.h"
 #include "fusekit/pool_args.h"
@@ -126,6 +127,15 @@ void bind_layers(pybind11::module_& m) {
       .value("AvgBackward", PoolOp::AvgBackward);
   m.def("pool2d", &pool2d, arg("op"), arg("args"), nogil);
   m.def("pool2d_window_codes", &pool2d_window_codes, arg("q"));
+  m.def("conv_channel_tiles", &cpu::conv_channel_tiles);
+  m.def("conv_channel_tiled", [](const Conv2dParams& q, bool input_grad) {
+    return input_grad ? cpu::conv_channel_tiled(q.co / q.groups, q.h, q.w, q.kh, q.kw, 1, 1, q.dh, q.dw,
+                                                q.sh != 1 || q.sw != 1, q.ci / q.groups)
+                      : cpu::conv_channel_tiled(q.ci / q.groups, q.oh, q.ow, q.kh, q.kw, q.sh, q.sw, q.dh, q.dw,
+                                                false, q.co / q.groups);
+  }, arg("q"), arg("input_grad"), "Whether the CPU's GEMM convolution takes the channel-tiled path (tests).");
+  m.def("set_conv_channel_tiles", &cpu::set_conv_channel_tiles, arg("enabled"),
+        "Allows (default) or forbids the CPU convolution's channel-tiled path (tests: both paths agree).");
   m.def("conv_out_size", [check_window](int64_t n, int64_t k, int64_t s, int64_t p, int64_t d) {
     check_window(n, k, s, p, d);
     return conv_out_size(n, k, s, p, d);
