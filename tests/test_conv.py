@@ -172,10 +172,12 @@ def test_gradcheck_float64():
                                     (x, w, b))
 
 
-@pytest.mark.parametrize("groups", [1, 16])  # 16: depthwise, the CPU's row forward
-def test_bitwise_deterministic_across_threads(groups):
-    x = torch.randn(8, 16, 20, 20, requires_grad=True)
+@pytest.mark.parametrize("groups,side", [(1, 20), (16, 20), (1, 4)])  # 16: depthwise (row forward); 4: channel tiles
+def test_bitwise_deterministic_across_threads(groups, side):
+    x = torch.randn(8, 16, side, side, requires_grad=True)
     w = torch.randn(32, 16 // groups, 3, 3, requires_grad=True)
+    q = _conv.params(x.shape, w.shape, (1, 1), (1, 1), (1, 1), groups)
+    assert _C.conv_channel_tiled(q, False) == (side == 4)
     res = []
     for n in (1, 2):
         torch.set_num_threads(n)

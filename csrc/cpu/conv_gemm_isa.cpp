@@ -487,6 +487,64 @@ template <class S> void weight_grad(const ConvArgs& a) {
 }
 
 // Bias gradient: per channel, each plane summed in fixed lanes (plane_sum), then planes in order.
+// Weight gradient where the forward is channel-tiled (maps of a few pixels): every image's
+// padded planes packed once as the forward packs them, the output gradient transposed to
+// [position][channel]; then kMR taps x NR channels per tile, each dw[oc][k] one FMA chain over
+// (image, position) in order: a function of the shape only, whatever the threads. false:
+// not its case (or the batch's planes would not stay small).
+template <class S> bool weight_grad_tiles(const ConvArgs& a) {
+  using A = compute_t<S>;
+  constexpr int NR = kNR<A>;
+  constexpr int64_t kMaxElems = int64_t{1} << 21;
+  const Conv2dParams& q = a.q;
+  const ConvGeom g = forward_geom(q);
+  const int64_t m = q.co / q.groups, K = g.rows(), P = g.plane(), L = q.n * P, cpanels = ceil_div(m, NR);
+  if (!channel_tiled(g, m)) return false;
+  const GemmConv<S, A> c{g, q.n, q.groups, m, reinterpret_cast<const S*>(a.input), g.c * q.h * q.w, nullptr,
+                         nullptr, nullptr, 0, true};
+  const ShiftPlan sp = shift_plan(c, g.oh);
+  const int64_t img = g.c * sp.cs + NR + sp.hx;  // one image's planes, with shift_block's slack
+  if (q.n * img > kMaxElems || L * cpanels * NR > kMaxElems) return false;
+  const auto off = shift_offsets(c, sp);
+  auto buf = buffer<A>(q.n * img);
+  auto gt = buffer<A>(cpanels * L * NR);  // [panel][t][channel]
+  auto apos = buffer<int64_t>(L);
+  for (int64_t t = 0; t < L; ++t) apos[t] = t / P * img + t % P / g.ow * sp.wp + t % P % g.ow;
+  const S* gout = reinterpret_cast<const S*>(a.grad_out);
+  S* gw = reinterpret_cast<S*>(a.grad_weight);
+  const int64_t ktiles = ceil_div(K, kMR);
+  for (int64_t gi = 0; gi < q.groups; ++gi) {
+    auto pack = [&](int64_t n) {
+      pack_padded_rows(g, c.in + n * g.img_stride + gi * c.in_group, 0, sp.rows_b, sp.rows_b, sp.wp, sp.cs,
+                       sp.used.get(), buf.get() + n * img);
+    };
+    parallel_for(a.num_threads, q.n, pack);
+    for (int64_t cp = 0; cp < cpanels; ++cp)
+      for (int64_t t = 0; t < L; ++t)
+        for (int64_t j = 0; j < NR; ++j) {
+          const int64_t oc = cp * NR + j;
+          gt[(cp * L + t) * NR + j] =
+              oc < m ? static_cast<A>(load(gout, (t / P * q.co + gi * m + oc) * P + t % P)) : A(0);
+        }
+    auto tile = [&](int64_t task) {
+      const int64_t k0 = task / cpanels * kMR, cp = task % cpanels;
+      int64_t koff[kMR];
+      for (int i = 0; i < kMR; ++i) koff[i] = off[std::min<int64_t>(k0 + i, K - 1)];  // tail rows: dropped
+      alignas(64) A vals[kMR * NR];
+      const A* b = buf.get();
+      const int64_t* ap = apos.get();
+      const A* gp = gt.get() + cp * L * NR;
+      micro_by<A>(L, [b, ap, &koff](int64_t t, int i) { return b[ap[t] + koff[i]]; },
+                  [gp](int64_t t) { return gp + t * kNR<A>; }, vals, NR, false);
+      for (int64_t i = 0, rows = std::min<int64_t>(kMR, K - k0); i < rows; ++i)
+        for (int64_t j = 0, nch = std::min<int64_t>(NR, m - cp * NR); j < nch; ++j)
+          store(gw, (gi * m + cp * NR + j) * K + k0 + i, vals[i * NR + j]);
+    };
+    parallel_for(a.num_threads, ktiles * cpanels, tile);
+  }
+  return true;
+}
+
 template <class S> void bias_grad(const ConvArgs& a) {
   using A = compute_t<S>;
   const Conv2dParams& q = a.q;
@@ -573,7 +631,7 @@ void conv_backward(const ConvArgs& a) {
       if (input_grad_by_cols(a.q, kNR<compute_t<S>>)) input_grad_cols<S>(a);
       else input_grad<S>(a);
     }
-    if (a.grad_weight && !weight_grad_rows(a)) weight_grad<S>(a);
+    if (a.grad_weight && !weight_grad_tiles<S>(a) && !weight_grad_rows(a)) weight_grad<S>(a);
     if (a.grad_bias) bias_grad<S>(a);
   });
 }

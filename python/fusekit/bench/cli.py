@@ -63,7 +63,8 @@ PRESETS = {
     # every suite in a few minutes: the ResNet-18 list instead of GPT-2's, compile for one optimizer
     "quick": dict(workloads=["resnet18", "nielsen", "tiny148"], compile=["AdamW@nielsen"],
                   layer_cases=["conv LeNet-5 C1 1->6 5x5, (64,1,32,32)", "conv LeNet-5 C3 6->16 5x5, (64,6,14,14)",
-                               "max_pool2d 2x2, (128,64,32,32)", "ConvReLUMaxPool2d 1->20 5x5 + 2x2, (64,1,28,28)"],
+                               "conv digits 20->40 5x5 pad 2, (32,20,4,4)", "max_pool2d 2x2, (128,64,32,32)",
+                               "ConvReLUMaxPool2d 1->20 5x5 + 2x2, (64,1,28,28)"],
                   e2e=["gpt", "convnet"], e2e_size="small", cfg=Config(warmup=2, reps=5, budget_s=0.25)),
     # seconds, for the unit tests: tiny lists and models, torch as the only peer
     "smoke": dict(workloads=["nielsen"], compile=[], layer_cases=["ConvReLUMaxPool2d 1->20 5x5 + 2x2, (64,1,28,28)"],

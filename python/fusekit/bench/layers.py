@@ -48,6 +48,8 @@ CASES = {
                                                                   dict(stride=2, padding=1)),
     "conv depthwise 32 3x3 pad 1, (32,32,32,32)": _conv_case((32, 32, 32, 32), (32, 1, 3, 3),
                                                               dict(padding=1, groups=32)),
+    # maps of a few pixels: the digits convnet's second layer (examples/nielsen_digits.py)
+    "conv digits 20->40 5x5 pad 2, (32,20,4,4)": _conv_case((32, 20, 4, 4), (40, 20, 5, 5), dict(padding=2)),
     "max_pool2d 2x2, (128,64,32,32)": _pool_case(torch.contiguous_format),
     "max_pool2d 2x2 channels_last, (128,64,32,32)": _pool_case(torch.channels_last),
     "ConvReLUMaxPool2d 1->20 5x5 + 2x2, (64,1,28,28)": _block_case,
