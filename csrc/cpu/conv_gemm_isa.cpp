@@ -232,6 +232,7 @@ template <class S, class A> void run_channel_tiles(const GemmConv<S, A>& c, int 
   const int64_t npos = round_up(P, kMR);
   auto pos = buffer<int64_t>(npos);
   for (int64_t j = 0; j < npos; ++j) pos[j] = j < P ? j / g.ow * sp.wp + j % g.ow : 0;
+  const int64_t* o = off.get();
   auto task = [&](int64_t t) {
     const int64_t n = t / c.groups, gi = t % c.groups;
     A* buf = scratch<A>(0, g.c * sp.cs + NR + sp.hx);
@@ -243,7 +244,6 @@ template <class S, class A> void run_channel_tiles(const GemmConv<S, A>& c, int 
       const int64_t nch = std::min<int64_t>(NR, c.m - cp * NR);
       for (int64_t j0 = 0; j0 < P; j0 += kMR) {
         const int64_t* pj = pos.get() + j0;
-        const int64_t* o = off.get();
         micro_by<A>(K, [buf, o, pj](int64_t tk, int i) { return buf[o[tk] + pj[i]]; },
                     [wt](int64_t tk) { return wt + tk * kNR<A>; }, vals, NR, false);
         for (int64_t ch = 0; ch < nch; ++ch) {
@@ -426,9 +426,7 @@ bool input_grad_by_cols(const Conv2dParams& q, int64_t nr) {
   // the flipped convolution runs over padded rows of width w + (kw-1)dw and, for a strided
   // convolution, over an upsampled output gradient that is mostly zeros
   const int64_t shifted =
-      channel_tiled(input_grad_geom(q), cig)
-          ? round_up(q.h * q.w, kMR) * round_up(cig, nr) * cog * taps
-          : round_up(cig, kMR) * round_up(q.h * (q.w + (q.kw - 1) * q.dw), nr) * cog * taps * q.sh * q.sw;
+      round_up(cig, kMR) * round_up(q.h * (q.w + (q.kw - 1) * q.dw), nr) * cog * taps * q.sh * q.sw;
   const int64_t cols = round_up(cig * taps, kMR) * round_up(q.oh * q.ow, nr) * cog + 2 * cig * q.h * q.w * taps;
   return cols < shifted;
 }
@@ -486,7 +484,6 @@ template <class S> void weight_grad(const ConvArgs& a) {
   parallel_for(a.num_threads, q.co, combine);
 }
 
-// Bias gradient: per channel, each plane summed in fixed lanes (plane_sum), then planes in order.
 // Weight gradient where the forward is channel-tiled (maps of a few pixels): every image's
 // padded planes packed once as the forward packs them, the output gradient transposed to
 // [position][channel]; then kMR taps x NR channels per tile, each dw[oc][k] one FMA chain over
@@ -545,6 +542,7 @@ template <class S> bool weight_grad_tiles(const ConvArgs& a) {
   return true;
 }
 
+// Bias gradient: per channel, each plane summed in fixed lanes (plane_sum), then planes in order.
 template <class S> void bias_grad(const ConvArgs& a) {
   using A = compute_t<S>;
   const Conv2dParams& q = a.q;
@@ -624,7 +622,8 @@ void conv_backward(const ConvArgs& a) {
   dispatch_dtype(a.dtype, [&](auto s) {
     using S = decltype(s);
     // On small maps the channel-tiled flipped convolution beats the row kernel (measured
-    // 1.3-1.6x on 2x2 to 7x7 maps: benchmarks/results/cpu-layer-calls-2026-12-01.md).
+    // 1.3-1.6x on 2x2 to 7x7 maps: benchmarks/results/cpu-layer-calls-2026-12-01.md); the
+    // choice between the others below never sees a channel-tiled shape.
     if (a.grad_input && channel_tiled(input_grad_geom(a.q), a.q.ci / a.q.groups)) {
       input_grad<S>(a);
     } else if (a.grad_input && !input_grad_rows(a)) {

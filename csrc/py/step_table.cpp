@@ -23,8 +23,9 @@ struct Attr {
   void* closure = nullptr;
 };
 
-// torch.Tensor methods and attributes, resolved once; methods are called through their
-// descriptors (vectorcall), which skips the bound-method object of t.data_ptr().
+// torch.Tensor methods and attributes, resolved once. data_ptr and the Attrs are called
+// through their C functions (below); the other methods through their descriptors
+// (vectorcall), which skips the bound-method object of t.is_contiguous().
 struct TensorApi {
   PyObject *data_ptr, *is_contiguous, *numel, *get_device, *stride, *nbytes, *local;
   Attr grad, dtype, shape, is_cuda;
@@ -285,8 +286,8 @@ void StepTable::place(Bucket& bk, int64_t slot, int k, uintptr_t ptr, int64_t nb
 bool StepTable::check_grad(const Member& m, py::handle g) const {
   // Gradients are new tensors each step after zero_grad(set_to_none=True), so each is
   // checked against what the table was built with: dtype, size, device (the kernel's
-  // reads depend on them) and the strided layout of the build. No reference to it is kept: holding
-  // last step's gradients would keep their memory alive through the next backward.
+  // reads depend on them) and the strided layout of the build. Only a weak reference to it is
+  // kept (remember_grad): a strong one would keep its memory alive through the next backward.
   if (get(g, api().dtype).ptr() != m.grad_dtype.ptr()) return false;
   const int same_shape = PyObject_RichCompareBool(get(g, api().shape).ptr(), m.grad_shape.ptr(), Py_EQ);
   if (same_shape < 0) throw py::error_already_set();
